@@ -1,0 +1,13 @@
+"""bea: backward error analysis and implicit regularisation of optimisers.
+
+Derive modified equations and losses of update rules to any order in the step size
+(sympy), compile them to Hessian-free JAX functions, verify them against real iterates,
+and use them as optax transforms.
+"""
+
+from . import methods, series, trees
+from .modified import ModifiedEquation, modified_equation
+from .trees import Tree
+
+__all__ = ["methods", "series", "trees", "Tree", "ModifiedEquation", "modified_equation"]
+__version__ = "0.1.0"

@@ -1,0 +1,179 @@
+"""Modified equations: ``f~ = f_0 + h f_1 + h^2 f_2 + ...`` of an update rule.
+
+``modified_equation(method, order)`` returns the terms ``f_k`` (k = 0..order) as sums
+over colored trees ``t`` with ``|t| = k + 1``:
+
+    f_k = sum_{|t| = k+1} b(t)/sigma(t) F(t),
+
+where ``b`` is the modified-field series of the method (:func:`bea.series.modified_field`).
+For multistep methods this is the modified equation of the underlying one-step method.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sympy
+
+from . import render as R
+from . import series as S
+from . import trees as T
+from .methods import Method, _check_order
+
+
+@dataclass(frozen=True)
+class Term:
+    """``coefficient * F(tree)`` (field notation: the coefficient multiplies ``F``)."""
+
+    coefficient: sympy.Expr
+    tree: int
+
+    @property
+    def order(self) -> int:
+        return T.order(self.tree) - 1
+
+
+class ModifiedEquation:
+    """The modified vector field of ``method`` truncated after ``h^order``.
+
+    ``terms(k)`` lists ``Term(b(t)/sigma(t), t)`` for the trees of ``f_k``; ``str`` prints
+    in the notation of the fields (``notation``: gradient fields ``-grad L`` by default),
+    ``latex()`` gives LaTeX, ``evaluate`` gives exact closed forms on a loss or field in
+    sympy coordinates, ``to_jax`` compiles Hessian-free JAX functions.
+    """
+
+    def __init__(self, method: Method, order: int, *, max_trees: int | None = None,
+                 notation: R.Notation | None = None, series: S.BSeries | None = None):
+        _check_order(order)
+        self.method = method
+        self.order = order
+        if series is None:
+            series = S.modified_field(method.series(order + 1, max_trees=max_trees),
+                                      max_trees=max_trees)
+        self.series = series
+        self.h = sympy.Symbol("h", positive=True)
+        if notation is None:
+            notation = default_notation(method)
+        self.notation = notation
+        self._terms: list[list[Term]] = []
+        for k in range(order + 1):
+            row = []
+            for t in T.trees_of_order(k + 1, method.ncolors):
+                v = series[t]
+                if v:
+                    coef = R.nice(series.domain.to_sympy(v) / T.sigma(t))
+                    row.append(Term(coef, t))
+            self._terms.append(row)
+
+    # ------------------------------------------------------------------ access
+    def terms(self, k: int) -> list[Term]:
+        """Trees and coefficients of ``f_k`` (the coefficient of ``h^k``)."""
+        if not 0 <= k <= self.order:
+            raise IndexError(f"order {k} not computed (0..{self.order})")
+        return list(self._terms[k])
+
+    def coefficient(self, tree: T.Tree | str | int) -> sympy.Expr:
+        """``b(t)/sigma(t)`` for a tree (``Tree``, id, or bracket string like ``"[[.]]"``)."""
+        t = _tree_id(tree)
+        return R.nice(self.series.domain.to_sympy(self.series[t]) / T.sigma(t))
+
+    @property
+    def parameters(self) -> tuple[sympy.Symbol, ...]:
+        return self.method.parameters
+
+    # ------------------------------------------------------------------ printing
+    def _display(self, k: int, latex: bool) -> str:
+        items = []
+        for term in self._terms[k]:
+            coef = term.coefficient
+            if getattr(self.notation, "sign_flip", False) and T.order(term.tree) % 2:
+                coef = -coef
+            body = (self.notation.latex if latex else self.notation.text)(term.tree)
+            items.append((coef, body))
+        return R.join_terms(items, latex=latex)
+
+    def field_text(self, k: int) -> str:
+        """``f_k`` as text, e.g. ``-(1/2) H grad L``."""
+        return self._display(k, latex=False)
+
+    def __str__(self) -> str:
+        lines = [f"Modified equation of {self.method.name} to order {self.order} "
+                 f"(theta' = f_0 + h f_1 + ...):"]
+        for k in range(self.order + 1):
+            lines.append(f"  f_{k} = {self._display(k, latex=False)}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"<ModifiedEquation {self.method.name} order={self.order}>"
+
+    def latex(self) -> str:
+        """The whole modified field, ``\\tilde f = ...``, as LaTeX."""
+        parts = []
+        for k in range(self.order + 1):
+            body = self._display(k, latex=True)
+            if body == "0":
+                continue
+            hk = "" if k == 0 else ("h" if k == 1 else f"h^{{{k}}}")
+            parts.append(f"{hk}\\left({body}\\right)" if hk else body)
+        return r"\tilde f = " + (" + ".join(parts) if parts else "0")
+
+    def _repr_latex_(self) -> str:
+        return f"$${self.latex()}$$"
+
+    def _sympystr(self, printer: Any) -> str:
+        return str(self)
+
+    def _latex(self, printer: Any) -> str:
+        return self.latex()
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self, loss: Any = None, vars: Sequence[Any] | str | None = None, *,
+                 fields: Any = None, summed: bool = False, subs: dict | None = None):
+        """Exact closed forms on a concrete problem written in sympy coordinates.
+
+        Give ``loss`` (a sympy expression, a string parsed safely, or one per color) with
+        ``vars``, or ``fields`` directly (see :func:`bea.concrete.fields_from`).  Returns
+        ``[f_0, ..., f_order]`` as sympy column matrices, or their sum with powers of
+        ``h`` when ``summed=True``.
+        """
+        from .concrete import ConcreteFields, evaluate_terms, fields_from
+
+        F = fields if isinstance(fields, ConcreteFields) else fields_from(
+            self.method, loss=loss, vars=vars, fields=fields)
+        out = evaluate_terms(F, [self._terms[k] for k in range(self.order + 1)], subs=subs)
+        if summed:
+            return sum((self.h ** k * out[k] for k in range(len(out))),
+                       sympy.zeros(*out[0].shape))
+        return out
+
+
+def default_notation(method: Method) -> R.Notation:
+    nt = getattr(method, "notation", None)
+    if nt is not None:
+        return nt
+    if method.ncolors == 1:
+        return R.GradientNotation(("L",))
+    return R.GradientNotation(tuple(f"L_{n}" for n in method.color_names))
+
+
+def _tree_id(tree: T.Tree | str | int) -> int:
+    if isinstance(tree, T.Tree):
+        return tree.id
+    if isinstance(tree, str):
+        return T.Tree.parse(tree).id
+    return int(tree)
+
+
+def modified_equation(method: Method, order: int, *, max_trees: int | None = None,
+                      notation: R.Notation | None = None) -> ModifiedEquation:
+    """The modified vector field of ``method`` to ``O(h^order)``.
+
+    >>> from bea import methods, modified_equation
+    >>> print(modified_equation(methods.gd(), 1).field_text(1))
+    -1/2 H grad L
+    """
+    if not isinstance(method, Method):
+        raise TypeError(f"expected a bea method (e.g. bea.methods.gd()), got {method!r}")
+    return ModifiedEquation(method, order, max_trees=max_trees, notation=notation)
