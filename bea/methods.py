@@ -36,6 +36,9 @@ from . import trees as T
 
 Number = Any  # int, float, Fraction, sympy expression or symbol
 
+#: the default symbolic momentum parameter
+BETA = sympy.Symbol("beta", positive=True)
+
 
 def _sym(x: Number) -> sympy.Expr:
     if isinstance(x, str):
@@ -354,14 +357,15 @@ class LinearMultistep(Method):
     ``P_j(t) = -j a(t) + ...``) and is solved exactly.
     """
 
-    def __init__(self, alphas: Sequence[Number], evaluations: Sequence[tuple[Number, Sequence[Number]]],
+    def __init__(self, alphas: Sequence[Number],
+                 evaluations: Sequence[tuple[Number, Sequence[Number]]],
                  rates: Sequence[Number] | None = None, name: str = "multistep",
                  color_names: Sequence[str] | None = None):
         self.alphas = tuple(_sym(a) for a in alphas)
         self.evaluations = tuple((_sym(w), tuple(_sym(g) for g in gs)) for w, gs in evaluations)
         k = len(self.alphas)
         self.history = k - 1
-        for w, gs in self.evaluations:
+        for _, gs in self.evaluations:
             if len(gs) != k:
                 raise ValueError(f"each evaluation needs {k} gamma weights, got {len(gs)}")
             if sympy.simplify(sum(gs) - 1) != 0:
@@ -420,13 +424,13 @@ class LinearMultistep(Method):
         for t in T.trees_up_to(max_order, nc):
             c, ch = T.key(t)
             fpart = dom.zero
-            for (w, gs), arg in zip(evals, args, strict=True):
+            for (w, _), arg in zip(evals, args, strict=True):
                 v = w * rates[c]
                 for u in ch:
                     v *= arg[u]
                 fpart += v
 
-            def rhs(x):
+            def rhs(x, t=t, fpart=fpart):
                 _set(a, t, x)
                 vals = powers_at(t)
                 return fpart + sum((alphas[j] * vals[j] for j in range(1, k)), dom.zero)
@@ -438,8 +442,8 @@ class LinearMultistep(Method):
                                  f"method (1 + sum_j j alpha_j = 0)")
             _set(a, t, r0 / (dom.one - slope))
             vals = powers_at(t)
-            for (_, gs), arg in zip(evals, args, strict=True):
-                _set(arg, t, sum((gs[j] * vals[j] for j in range(1, k)), dom.zero))
+            for (_, gms), arg in zip(evals, args, strict=True):
+                _set(arg, t, sum((gms[j] * vals[j] for j in range(1, k)), dom.zero))
         self._inverse_cache = P[1] if k > 1 else None
         return a
 
@@ -478,14 +482,14 @@ def _check_beta(beta: Number, what: str = "beta") -> sympy.Expr:
     return b
 
 
-def heavy_ball(beta: Number = sympy.Symbol("beta")) -> LinearMultistep:
+def heavy_ball(beta: Number = BETA) -> LinearMultistep:
     """Polyak's heavy ball ``theta_{n+1} = theta_n - h grad L(theta_n) + beta (theta_n -
     theta_{n-1})``.  Its underlying one-step method has leading field ``f/(1-beta)``."""
     b = _check_beta(beta)
     return LinearMultistep([1 + b, -b], [(1, [1, 0])], name=f"heavy_ball(beta={b})")
 
 
-def nesterov(beta: Number = sympy.Symbol("beta")) -> LinearMultistep:
+def nesterov(beta: Number = BETA) -> LinearMultistep:
     """Nesterov momentum ``theta_{n+1} = y_n - h grad L(y_n)``, ``y_n = theta_n +
     beta (theta_n - theta_{n-1})``."""
     b = _check_beta(beta)

@@ -26,8 +26,8 @@ _BUILTIN: dict[str, Factory] = {
     "extragradient": lambda **kw: M.extragradient(),
     "proximal-point": lambda **kw: M.proximal_point(),
     "sgd": lambda batches=2, **kw: M.sgd(batches=batches),
-    "heavy-ball": lambda beta=sympy.Symbol("beta"), **kw: M.heavy_ball(beta),
-    "nesterov": lambda beta=sympy.Symbol("beta"), **kw: M.nesterov(beta),
+    "heavy-ball": lambda beta=M.BETA, **kw: M.heavy_ball(beta),
+    "nesterov": lambda beta=M.BETA, **kw: M.nesterov(beta),
 }
 
 _PLUGINS: dict[str, Factory] | None = None

@@ -316,10 +316,10 @@ def _partitions(t: int):
         for v in order_[1:]:
             kids[parent[v]].append(v)
 
-        def piece(v: int) -> int:
+        def piece(v: int, kids=kids, keep=keep) -> int:
             return T.intern(colors[v], [piece(u) for u in kids[v] if u in keep])
 
-        def skeleton(v: int) -> int:
+        def skeleton(v: int, kids=kids, keep=keep) -> int:
             # children of piece rooted at v: pieces hanging off any vertex of the piece
             subs = []
             stack = [v]

@@ -23,7 +23,7 @@ import math
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from functools import lru_cache
+from functools import cache
 
 # The intern table.  Index = tree id.
 _KEYS: list[tuple[int, tuple[int, ...]]] = []
@@ -116,7 +116,7 @@ def count_trees(n: int, ncolors: int = 1) -> int:
     return _count_table(ncolors, n)[n]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _count_table(ncolors: int, nmax: int) -> tuple[int, ...]:
     T = [0, ncolors]
     for n in range(1, nmax):
@@ -265,7 +265,7 @@ def _rooted_at(colors: list[int], adj: list[list[int]], root: int) -> int:
     return build(root, -1)
 
 
-@lru_cache(maxsize=None)
+@cache
 def rootings(t: int) -> tuple[int, ...]:
     """The rooted tree obtained from ``t``'s free tree by rooting at each vertex.
 
@@ -275,7 +275,7 @@ def rootings(t: int) -> tuple[int, ...]:
     return tuple(_rooted_at(colors, adj, v) for v in range(len(colors)))
 
 
-@lru_cache(maxsize=None)
+@cache
 def free_tree(t: int) -> int:
     """Canonical representative of the free (unrooted) tree of ``t``: the smallest id
     among its rootings."""
