@@ -285,21 +285,95 @@ def proximal_point() -> RungeKutta:
     return RungeKutta([[1]], [1], name="proximal_point")
 
 
-def sgd(batches: int = 2) -> AdditiveRungeKutta:
+def sgd(batches: int = 2, average_orderings: bool = False) -> Method:
     """``batches`` consecutive GD steps, step i on the field ``f_i = -grad L_i`` of batch i,
     in the given order (exact batches, no expectation).
 
     As an additive RK method: stage i evaluates ``f_i`` at the point reached after the
     first i-1 steps.  One call of :meth:`step` is a whole epoch; its flow time is
-    ``h`` for the field ``sum_i f_i`` (equivalently time ``m h`` for the mean loss).
+    ``h`` for the field ``sum_i f_i`` (equivalently time ``m h`` for the mean loss
+    ``L = (1/m) sum_i L_i``: the normalisation of Smith et al., ICLR 2021).
+
+    ``average_orderings=True`` gives the expected epoch over all ``m!`` orderings of the
+    batches (see :class:`OrderingAverage`).
     """
     if isinstance(batches, bool) or not isinstance(batches, int) or batches < 1:
         raise ValueError(f"batches must be a positive integer, got {batches!r}")
+    if average_orderings:
+        return OrderingAverage(sgd(batches))
     m = batches
     A = [[[1 if (j == c and j < i) else 0 for j in range(m)] for i in range(m)] for c in range(m)]
     b = [[1 if i == c else 0 for i in range(m)] for c in range(m)]
     return AdditiveRungeKutta(A, b, name=f"sgd(batches={m})",
                               color_names=tuple(str(i + 1) for i in range(m)))
+
+
+class OrderingAverage(Method):
+    """The expectation of a multi-field method over all permutations of its fields.
+
+    The series of the expected map is the average of the permuted series,
+    ``a_avg(t) = mean_pi a(pi . t)`` (colors of ``t`` relabelled by ``pi``), computed over
+    the injective relabellings of the colors a tree actually uses.  Its :meth:`step` is
+    the average of the ``m!`` updates (``m <= 7``).
+    """
+
+    def __init__(self, base: Method):
+        self.base = base
+        self.ncolors = base.ncolors
+        self.color_names = base.color_names
+        self.name = f"{base.name} averaged over orderings"
+
+    def __repr__(self) -> str:
+        return f"OrderingAverage({self.base!r})"
+
+    @property
+    def parameters(self):
+        return self.base.parameters
+
+    def _build_series(self, max_order):
+        from itertools import permutations
+
+        a = self.base.series(max_order)
+        dom = a.domain
+        m = self.ncolors
+        out = {}
+        cache: dict[int, object] = {}
+
+        def relabel(t: int, mp: dict[int, int]) -> int:
+            c, ch = T.key(t)
+            return T.intern(mp[c], [relabel(u, mp) for u in ch])
+
+        for t in T.trees_up_to(max_order, m):
+            if t in cache:
+                v = cache[t]
+            else:
+                used = sorted(T.colors_used(t))
+                images = list(permutations(range(m), len(used)))
+                acc = dom.zero
+                orbit = []
+                for img in images:
+                    s_ = relabel(t, dict(zip(used, img, strict=True)))
+                    orbit.append(s_)
+                    acc += a[s_]
+                v = acc / dom.convert(len(images))
+                for s_ in orbit:  # the average is invariant under relabelling
+                    cache[s_] = v
+            if v:
+                out[t] = v
+        return S.BSeries(dom, m, max_order, dom.one, out)
+
+    def step(self, fields, state, h):
+        from itertools import permutations
+
+        from kernels import tree_util as tu
+
+        m = self.ncolors
+        if m > 7:
+            raise ValueError(f"averaging {m}! orderings numerically is too costly (m <= 7)")
+        outs = []
+        for perm in permutations(range(m)):
+            outs.append(self.base.step([fields[p] for p in perm], state, h))
+        return tu.linear_combination([1.0 / len(outs)] * len(outs), outs)
 
 
 # --------------------------------------------------------------------------- composition
