@@ -72,8 +72,10 @@ import math
 import os
 import tempfile
 import time
+import warnings as _warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from typing import Any
 
 import diffrax
@@ -170,11 +172,9 @@ def integer_step_sizes(
 
 
 def _suggestion(horizon: float, h_max: float) -> str:
-    n_min = max(_MIN_STEPS, math.ceil(horizon / h_max - 1e-9))
     hs = integer_step_sizes(horizon, h_max)
     ns = tuple(round(horizon / h) for h in hs)
     approx = ", ".join(f"{h:.4g}" for h in hs)
-    del n_min
     return f"hs = [T / n for n in {ns}] with T = {horizon:g}, i.e. approximately [{approx}]"
 
 
@@ -212,9 +212,9 @@ def _validate_grid(hs: Sequence[float], horizon: float) -> tuple[np.ndarray, np.
     span = float(h_arr.max() / h_arr.min())
     if span < _MIN_SPAN:
         raise ValueError(
-            f"h range too coarse for a slope: the hs span only a factor {span:.3g}; use hs "
-            f"spanning at least a factor {_SUGGESTED_SPAN:g}, e.g. "
-            + _suggestion(T, float(h_arr.max()))
+            f"h range too coarse for a slope: use hs spanning at least a factor "
+            f"{_SUGGESTED_SPAN:g}, e.g. {_suggestion(T, float(h_arr.max()))} "
+            f"(the given hs span only a factor {span:.3g})"
         )
     return h_arr, ns
 
@@ -301,7 +301,9 @@ def _make_solver(solver: str | diffrax.AbstractSolver) -> tuple[diffrax.Abstract
     name = str(solver).lower()
     table = {"dopri8": diffrax.Dopri8, "tsit5": diffrax.Tsit5, "dopri5": diffrax.Dopri5}
     if name not in table:
-        raise ValueError(f"unknown solver {solver!r}; use one of {sorted(table)} or a diffrax solver")
+        raise ValueError(
+            f"unknown solver {solver!r}; use one of {sorted(table)} or a diffrax solver"
+        )
     return table[name](), name
 
 
@@ -373,13 +375,9 @@ def _build_flow(
 def _nan_median(a: np.ndarray, axis: int = -1) -> np.ndarray:
     """Median over ``axis`` of the finite entries (nan where none is finite)."""
     a = np.where(np.isfinite(a), a, np.nan)
-    out = np.full(np.delete(a.shape, axis % a.ndim), np.nan)
-    finite_any = np.any(np.isfinite(a), axis=axis)
-    if np.any(finite_any):
-        with np.errstate(all="ignore"):
-            med = np.nanmedian(np.where(finite_any[..., None], a, 0.0), axis=axis)
-        out = np.where(finite_any, med, np.nan)
-    return out
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("ignore", RuntimeWarning)  # all-nan slices
+        return np.nanmedian(a, axis=axis)
 
 
 def _json_array(a: np.ndarray | None) -> Any:
@@ -453,7 +451,7 @@ class VerificationReport:
     local_flags: list[list[list[str]]] | None
     notes: list[str]
     dtype: str
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[str] = dc_field(default_factory=list)
     low_precision: bool = False
     solver: str = "dopri8"
     rtol: float = 1e-12
@@ -463,10 +461,10 @@ class VerificationReport:
     local_errors_all: np.ndarray | None = None
     floors: np.ndarray | None = None
     local_floors: np.ndarray | None = None
-    slopes_all: dict[int, list[float | None]] = field(default_factory=dict)
-    local_slopes_all: dict[int, list[float | None]] = field(default_factory=dict)
+    slopes_all: dict[int, list[float | None]] = dc_field(default_factory=dict)
+    local_slopes_all: dict[int, list[float | None]] = dc_field(default_factory=dict)
     sharded: bool = False
-    timings: dict[str, float] = field(default_factory=dict)
+    timings: dict[str, float] = dc_field(default_factory=dict)
 
     # -- queries ------------------------------------------------------------
 
@@ -598,7 +596,7 @@ class VerificationReport:
             ax.loglog(self.hs, np.nanmax(floors, axis=0), ":", color="0.5", label="round-off floor")
         ax.set_xlabel("step size h")
         ax.set_ylabel("global error" if kind == "global" else "local (one-step) error")
-        what = "Global error at T = %g" % self.horizon if kind == "global" else "Local error"
+        what = f"Global error at T = {self.horizon:g}" if kind == "global" else "Local error"
         ax.set_title(f"BEA verification: {what} ({self.solver}, {self.dtype})")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize="small")
@@ -1022,9 +1020,7 @@ def run_verification(
     disc = _build_discrete(step, init_state, project, n_max, h_batching)
     if h_batching == "vmap":
         th_n, th_1 = disc(params_b, h_dev, n_dev)
-        all_notes.append(
-            f"h sweep: masked lax.scan of {n_max} steps vmapped over {K} step sizes"
-        )
+        all_notes.append(f"h sweep: masked lax.scan of {n_max} steps vmapped over {K} step sizes")
     else:
         outs = [disc(params_b, h_dev[j], n_dev[j]) for j in range(K)]
         th_n = jax.tree.map(lambda *a: jnp.stack(a), *[o[0] for o in outs])
