@@ -44,7 +44,8 @@ def _sym(x: Number) -> sympy.Expr:
     if isinstance(x, str):
         raise TypeError(f"use sympy.Symbol({x!r}) (or bea.symbols) for a symbolic parameter")
     if isinstance(x, float):
-        return sympy.Rational(x) if x == x else sympy.nan
+        # the decimal the user typed (0.9 -> 9/10), not the binary expansion
+        return sympy.Rational(repr(x)) if x == x and abs(x) != float("inf") else sympy.nan
     return sympy.sympify(x)
 
 
@@ -204,7 +205,7 @@ class AdditiveRungeKutta(Method):
         def stage_value(i, evals):
             terms = [(h * A[c][i][j], evals[j][c]) for j in range(s) for c in range(nc)
                      if A[c][i][j] != 0]
-            return tu.add(y, tu.linear_combination(*zip(*terms, strict=True))) if terms else y
+            return tu.tree_add(y, tu.linear_combination(*zip(*terms, strict=True))) if terms else y
 
         def needed(i):
             return [c for c in range(nc)
@@ -222,18 +223,18 @@ class AdditiveRungeKutta(Method):
                 gs, _, k = carry
                 ev = [{c: fields[c](gs[j]) for c in needed(j)} for j in range(s)]
                 new = [stage_value(i, ev) for i in range(s)]
-                diff = sum(tu.norm(tu.sub(n, o)) for n, o in zip(new, gs, strict=True))
+                diff = sum(tu.tree_norm(tu.tree_sub(n, o)) for n, o in zip(new, gs, strict=True))
                 return new, diff, k + 1
 
             def cond(carry):
                 _, diff, k = carry
-                return (diff > implicit_tol * (1 + tu.norm(y))) & (k < implicit_iters)
+                return (diff > implicit_tol * (1 + tu.tree_norm(y))) & (k < implicit_iters)
 
             gs0 = [y] * s
             gs, _, _ = jax.lax.while_loop(cond, body, (gs0, jnp.asarray(jnp.inf), 0))
             evals = [{c: fields[c](gs[j]) for c in needed(j)} for j in range(s)]
         terms = [(h * b[c][i], evals[i][c]) for i in range(s) for c in range(nc) if b[c][i] != 0]
-        return tu.add(y, tu.linear_combination(*zip(*terms, strict=True)))
+        return tu.tree_add(y, tu.linear_combination(*zip(*terms, strict=True)))
 
 
 class RungeKutta(AdditiveRungeKutta):
@@ -535,9 +536,9 @@ class LinearMultistep(Method):
         for w, gs in self.evaluations:
             point = tu.linear_combination([float(g) for g in gs], xs)
             for c in range(self.ncolors):
-                coef = h * float(w) * rates[c]
-                if coef != 0:
-                    new = tu.add(new, tu.scale(coef, fields[c](point)))
+                wc = float(w) * rates[c]
+                if wc != 0:
+                    new = tu.tree_add(new, tu.tree_scale(h * wc, fields[c](point)))
         return (new,) + xs[:-1]
 
 

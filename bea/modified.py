@@ -149,6 +149,15 @@ class ModifiedEquation:
         return out
 
 
+    def to_jax(self, loss: Any = None, *, fields: Any = None, subs: dict | None = None,
+               orders: Sequence[int] | None = None):
+        """Jitted, Hessian-free JAX field on losses ``L(params, batch)`` (or general
+        ``fields``); see :class:`bea.compile.CompiledModifiedEquation`."""
+        from .compile import compile_equation
+
+        return compile_equation(self, loss, fields=fields, subs=subs, orders=orders)
+
+
 def default_notation(method: Method) -> R.Notation:
     nt = getattr(method, "notation", None)
     if nt is not None:

@@ -339,6 +339,18 @@ class ModifiedLoss:
         return out
 
 
+def _to_jax(self, loss: Any, *, subs: dict | None = None,
+            orders: Sequence[int] | None = None):
+    """Jitted JAX modified loss on ``L(params, batch)``; see
+    :class:`bea.compile.CompiledModifiedLoss`."""
+    from .compile import compile_loss
+
+    return compile_loss(self, loss, subs=subs, orders=orders)
+
+
+ModifiedLoss.to_jax = _to_jax
+
+
 def _G(F, t: int) -> sympy.Matrix:
     """``G(t) = (-1)^|t| F(t)``."""
     v = F.elementary(t)

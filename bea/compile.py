@@ -1,0 +1,302 @@
+"""Compile modified equations and losses to Hessian-free JAX functions.
+
+The terms ``f_k = sum_t c_t F(t)`` are evaluated on a DAG holding every tree needed (and
+all their subtrees) once: bottom-up, each node one directional derivative of its root's
+field (:mod:`kernels.elementary`).  For gradient fields ``f_c = -grad L_c`` a node is one
+reverse pass over nested forward passes of the scalar loss, and ``F(t) = (-1)^|t| G(t)``.
+Memory stays O(parameters) per node; nothing builds a Hessian.
+
+Losses are functions ``L(params, batch) -> scalar`` (or ``L(params)`` when no batches are
+passed).  One loss serves every color (batch c is ``batches[c]``), or give one loss per
+color.  For games (methods with ``players``), ``params = (x, y)`` and ``L_1, L_2`` take the
+joint ``params``; player p's field is ``-grad_p L_p`` with the other block zero.
+
+Step size and batches are call arguments, so one compilation serves a whole run.
+Verification numerics want float64: enable ``jax.config.update("jax_enable_x64", True)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import sympy
+
+import kernels
+from kernels import tree_util as tu
+
+from . import trees as T
+
+Loss = Callable[..., jax.Array]
+
+
+class _DAG:
+    """Trees (and subtrees) as kernel nodes, children first."""
+
+    def __init__(self, roots: Sequence[int]):
+        self.index: dict[int, int] = {}
+        self.nodes: list[tuple[int, tuple[int, ...]]] = []
+        for t in roots:
+            self.add(t)
+
+    def add(self, t: int) -> int:
+        got = self.index.get(t)
+        if got is not None:
+            return got
+        c, ch = T.key(t)
+        kids = tuple(self.add(u) for u in ch)
+        self.index[t] = len(self.nodes)
+        self.nodes.append((c, kids))
+        return self.index[t]
+
+
+def _numeric(coef: sympy.Expr, subs: dict | None, what: str) -> float:
+    c = sympy.sympify(coef)
+    if subs:
+        c = c.subs({(sympy.Symbol(k, positive=True) if isinstance(k, str) else k): v
+                    for k, v in subs.items()})
+        if c.free_symbols and subs:
+            c = c.subs({sympy.Symbol(str(k)): v for k, v in subs.items()})
+    if c.free_symbols:
+        names = ", ".join(sorted(str(s) for s in c.free_symbols))
+        raise ValueError(f"{what} depends on the symbols {names}: pass numeric values, "
+                         f"e.g. subs={{'{sorted(str(s) for s in c.free_symbols)[0]}': 0.9}}")
+    return float(c)
+
+
+class _Problem:
+    """Losses/fields bound to a method: validation and per-color callables."""
+
+    def __init__(self, method: Any, loss: Loss | Sequence[Loss] | None,
+                 fields: Sequence[Callable] | None):
+        self.method = method
+        self.ncolors = method.ncolors
+        self.players = getattr(method, "players", None)
+        if (loss is None) == (fields is None):
+            raise ValueError("give either loss=... (gradient fields) or fields=... (general)")
+        self.general = fields is not None
+        given = fields if fields is not None else loss
+        if callable(given):
+            given = [given] * self.ncolors if not self.players or fields is not None else None
+            if given is None:
+                raise ValueError(f"{method.name} is a two-player game: pass losses=(L_1, L_2)")
+        given = list(given)
+        if len(given) != self.ncolors:
+            raise ValueError(f"{method.name} needs {self.ncolors} "
+                             f"{'fields' if self.general else 'losses'} (one per "
+                             f"{'player' if self.players else 'color/batch'}), got {len(given)}")
+        self.items = given
+
+    def bind(self, batches: Sequence[Any] | None) -> list[Callable]:
+        if batches is not None and len(batches) != self.ncolors:
+            raise ValueError(f"need {self.ncolors} batches (one per color), got {len(batches)}")
+        out = []
+        for c, f in enumerate(self.items):
+            if batches is None:
+                out.append(f)
+            else:
+                out.append(lambda p, f=f, b=batches[c]: f(p, b))
+        return out
+
+    def check(self, params: Any, bound: list[Callable]) -> None:
+        """Clear errors before any tracing error: integer params, non-scalar losses,
+        structure mismatches, game params not a pair."""
+        tu.check_float_params(params)
+        if self.players is not None and not (isinstance(params, (tuple, list))
+                                             and len(params) == 2):
+            raise ValueError("a two-player game needs params = (x, y): one pytree per player")
+        for c, f in enumerate(bound):
+            try:
+                out = jax.eval_shape(f, params)
+            except TypeError as e:
+                raise ValueError(f"calling {'field' if self.general else 'loss'} {c} on the "
+                                 f"params failed: {e}") from e
+            if self.general:
+                tu.check_same_structure(params, out, f"field {c} output vs params")
+            elif getattr(out, "shape", None) != ():
+                raise ValueError(f"loss {c} must return a scalar, got shape "
+                                 f"{getattr(out, 'shape', type(out))}: reduce it (e.g. .mean())")
+
+    def fields(self, bound: list[Callable]) -> list[Callable]:
+        if self.general:
+            return bound
+        if self.players is None:
+            return [lambda p, L=L: tu.tree_scale(-1.0, jax.grad(L)(p)) for L in bound]
+        out = []
+        for c, L in enumerate(bound):
+            def f(p, L=L, c=c):
+                g = jax.grad(L)(p)
+                return tuple(tu.tree_scale(-1.0, g[i]) if i == c else tu.tree_zeros_like(p[i])
+                             for i in range(2))
+            out.append(f)
+        return out
+
+
+class CompiledModifiedEquation:
+    """Jitted modified field of ``equation`` on JAX losses or fields.
+
+    ``terms(params, batches)`` -> ``[f_0, .., f_p]`` (pytrees like params);
+    ``field(params, h, batches, order=None)`` -> ``sum_k h^k f_k``.
+    """
+
+    def __init__(self, equation: Any, loss: Any = None, fields: Any = None,
+                 subs: dict | None = None, orders: Sequence[int] | None = None):
+        self.equation = equation
+        self.problem = _Problem(equation.method, loss, fields)
+        self.orders = list(range(equation.order + 1)) if orders is None else list(orders)
+        rows = []
+        roots = []
+        for k in self.orders:
+            row = []
+            for term in equation.terms(k):
+                c = _numeric(term.coefficient, subs, f"the coefficient of {T.bracket(term.tree)}")
+                if c != 0.0:
+                    row.append((term.tree, c))
+                    roots.append(term.tree)
+            rows.append(row)
+        self.dag = _DAG(roots)
+        self.rows = [[(self.dag.index[t], c) for t, c in row] for row in rows]
+        self._orders_of = kernels.node_orders(self.dag.nodes)
+        self._terms = jax.jit(self._terms_impl)
+        self._field = jax.jit(self._field_impl, static_argnames=("order",))
+
+    def _values(self, params, batches):
+        bound = self.problem.bind(batches)
+        if self.problem.general or self.problem.players is not None:
+            return kernels.elementary_differentials(self.dag.nodes,
+                                                    self.problem.fields(bound), params)
+        G = kernels.gradient_elementary_differentials(self.dag.nodes, bound, params)
+        return [v if self._orders_of[i] % 2 == 0 else tu.tree_scale(-1.0, v)
+                for i, v in enumerate(G)]
+
+    def _combine(self, values, row, params):
+        if not row:
+            return tu.tree_zeros_like(params)
+        return tu.linear_combination([c for _, c in row], [values[i] for i, _ in row])
+
+    def _terms_impl(self, params, batches):
+        values = self._values(params, batches)
+        return [self._combine(values, row, params) for row in self.rows]
+
+    def _field_impl(self, params, h, batches, order):
+        values = self._values(params, batches)
+        out = tu.tree_zeros_like(params)
+        for k, row in zip(self.orders, self.rows, strict=True):
+            if order is not None and k > order:
+                continue
+            if row:
+                out = tu.tree_add(out, tu.tree_scale(h ** k, self._combine(values, row, params)))
+        return out
+
+    def terms(self, params: Any, batches: Sequence[Any] | None = None) -> list[Any]:
+        self.problem.check(params, self.problem.bind(batches))
+        return self._terms(params, None if batches is None else tuple(batches))
+
+    def field(self, params: Any, h: float, batches: Sequence[Any] | None = None,
+              order: int | None = None) -> Any:
+        """``f_0 + h f_1 + .. + h^order f_order`` at ``params`` (all orders by default)."""
+        self.problem.check(params, self.problem.bind(batches))
+        return self._field(params, jnp.asarray(h), None if batches is None else tuple(batches),
+                           order)
+
+    __call__ = field
+
+
+class CompiledModifiedLoss:
+    """Jitted modified loss: ``loss(params, h, batches, player=None)`` -> scalar with
+    ``-grad loss == field`` (stop-gradients as ``jax.lax.stop_gradient``), and
+    ``regularizer(...)``: the same without the order-0 term."""
+
+    def __init__(self, modified_loss: Any, loss: Any, subs: dict | None = None,
+                 orders: Sequence[int] | None = None):
+        self.ml = modified_loss
+        self.problem = _Problem(modified_loss.method, loss, None)
+        self.orders = list(range(modified_loss.order + 1)) if orders is None else list(orders)
+        groups = list(range(modified_loss.method.ncolors)) if modified_loss.players else [None]
+        self.groups = groups
+        roots: list[int] = []
+        spec: dict[Any, list[list[tuple[int, float, bool]]]] = {}
+        for g in groups:
+            rows = []
+            for k in self.orders:
+                row = []
+                player = g
+                for p in modified_loss.potential(k, player):
+                    c = _numeric(p.coefficient, subs, "a potential coefficient")
+                    row.append((p.tree, c, False))
+                    roots.extend(T.children(p.tree))
+                for r in modified_loss.remainder(k, player):
+                    c = _numeric(r.coefficient, subs, "a remainder coefficient")
+                    row.append((r.tree, c, True))
+                    roots.extend(T.children(r.tree))
+                rows.append(row)
+            spec[g] = rows
+        self.prefactor = _numeric(modified_loss.prefactor, subs, "the prefactor") \
+            if not modified_loss.players else 1.0
+        self.dag = _DAG(roots)
+        self.spec = spec
+        self._loss = jax.jit(self._loss_impl, static_argnames=("group", "skip0"))
+
+    def _loss_impl(self, params, h, batches, group, skip0):
+        bound = self.problem.bind(batches)
+        if self.problem.players is None:
+            G = kernels.gradient_elementary_differentials(self.dag.nodes, bound, params) \
+                if self.dag.nodes else []
+        else:
+            orders = kernels.node_orders(self.dag.nodes)
+            F = kernels.elementary_differentials(self.dag.nodes, self.problem.fields(bound),
+                                                 params) if self.dag.nodes else []
+            G = [v if orders[i] % 2 == 0 else tu.tree_scale(-1.0, v) for i, v in enumerate(F)]
+        total = jnp.zeros((), dtype=jnp.result_type(*jax.tree.leaves(params)))
+        for k, row in zip(self.orders, self.spec[group], strict=True):
+            if skip0 and k == 0:
+                continue
+            acc = 0.0
+            for t, c, stop in row:
+                col, ch = T.key(t)
+                vals = [G[self.dag.index[u]] for u in ch]
+                if stop:
+                    vals = [jax.lax.stop_gradient(v) for v in vals]
+                acc = acc + c * kernels.nested_jvp(bound[col], params, vals)
+            total = total + h ** k * acc
+        return self.prefactor * total
+
+    def _group(self, player):
+        if self.problem.players is None:
+            return None
+        if player is None:
+            raise ValueError("a game has one modified loss per player: pass player=0/1 or "
+                             f"a name in {self.problem.players}")
+        return self.problem.players.index(player) if isinstance(player, str) else int(player)
+
+    def loss(self, params: Any, h: float, batches: Sequence[Any] | None = None,
+             player: Any = None) -> jax.Array:
+        """``L~(params)`` (shared parameters: ``theta' = -grad L~``; games: player p's
+        loss normalised so that ``p' = -r_p grad_p L~_p``)."""
+        self.problem.check(params, self.problem.bind(batches))
+        return self._loss(params, jnp.asarray(h), None if batches is None else tuple(batches),
+                          self._group(player), False)
+
+    def regularizer(self, params: Any, h: float, batches: Sequence[Any] | None = None,
+                    player: Any = None) -> jax.Array:
+        """The implicit regulariser: ``L~ - L~_0`` (orders >= 1)."""
+        self.problem.check(params, self.problem.bind(batches))
+        return self._loss(params, jnp.asarray(h), None if batches is None else tuple(batches),
+                          self._group(player), True)
+
+    __call__ = loss
+
+
+def compile_equation(equation: Any, loss: Any = None, *, fields: Any = None,
+                     subs: dict | None = None, orders: Sequence[int] | None = None
+                     ) -> CompiledModifiedEquation:
+    """``ModifiedEquation`` -> jitted JAX field (see :class:`CompiledModifiedEquation`)."""
+    return CompiledModifiedEquation(equation, loss, fields, subs, orders)
+
+
+def compile_loss(modified_loss: Any, loss: Any, *, subs: dict | None = None,
+                 orders: Sequence[int] | None = None) -> CompiledModifiedLoss:
+    """``ModifiedLoss`` -> jitted JAX scalar (see :class:`CompiledModifiedLoss`)."""
+    return CompiledModifiedLoss(modified_loss, loss, subs, orders)

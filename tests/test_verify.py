@@ -1,0 +1,88 @@
+"""bea.verify: slopes of the global error against real iterates for every method."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+import games
+from bea import methods as M
+from bea.verify import verify
+
+jax.config.update("jax_enable_x64", True)
+
+CASES = {
+    "gd": M.gd,
+    "heavy_ball": lambda: M.heavy_ball(0.9),
+    "nesterov": lambda: M.nesterov(0.5),
+    "sgd2": lambda: M.sgd(2),
+    "extragradient": M.extragradient,
+    "proximal_point": M.proximal_point,
+    "simultaneous_equal": lambda: games.simultaneous((1.0, 1.0)),
+    "simultaneous_unequal": lambda: games.simultaneous((1.0, 0.5)),
+    "alternating_equal": lambda: games.alternating((1.0, 1.0)),
+    "alternating_unequal": lambda: games.alternating((0.5, 1.0)),
+}
+SLOW_CASES = {
+    "sgd3": lambda: M.sgd(3),
+    "optimistic": lambda: games.optimistic((1.0, 0.5)),
+    "game_extragradient": lambda: games.extragradient((0.5, 1.0)),
+}
+
+
+def _check(report):
+    for p in report.orders:
+        s = report.slopes[p]
+        assert s is not None, report
+        assert abs(s - (p + 1)) <= 0.15, f"order {p}: slope {s}\n{report}"
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_slopes_default_problem(name):
+    _check(verify(CASES[name](), orders=(0, 1, 2, 3), progress=False))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(SLOW_CASES))
+def test_slopes_default_problem_slow(name):
+    _check(verify(SLOW_CASES[name](), orders=(0, 1, 2, 3), progress=False))
+
+
+@pytest.mark.parametrize("name", ["gd", "heavy_ball"])
+def test_slopes_mlp(name):
+    _check(verify(CASES[name](), problem="mlp", orders=(0, 1, 2, 3), progress=False))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["nesterov", "sgd2", "extragradient", "proximal_point"])
+def test_slopes_mlp_slow(name):
+    _check(verify(CASES[name](), problem="mlp", orders=(0, 1, 2, 3), progress=False))
+
+
+def test_user_loss_and_consistent_start_note():
+    def loss(p, b):
+        return jnp.sum((p - b) ** 2 * (1 + p**2)) / 2
+
+    r = verify(M.heavy_ball(0.5), loss, jnp.array([0.3, -0.4]), batches=[jnp.array([1.0, 0.0])],
+               orders=(0, 1, 2), progress=False)
+    _check(r)
+    assert any("consistent previous iterate" in n for n in r.notes)
+
+
+def test_inconsistent_start_breaks_the_slope():
+    # starting heavy ball at rest (theta_{-1} = theta_0) leaves an O(h) offset: order-2
+    # slope is no longer 3 -- the test of the consistent start can fail
+    def loss(p, b):
+        return jnp.sum((p - b) ** 2 * (1 + p**2)) / 2
+
+    p0 = jnp.array([0.3, -0.4])
+    r = verify(M.heavy_ball(0.5), loss, p0, batches=[jnp.array([1.0, 0.0])],
+               orders=(2,), previous=p0, progress=False)
+    assert r.slopes[2] is not None and r.slopes[2] < 2.5
+    assert any("given by the user" in n for n in r.notes)
+
+
+def test_symbolic_parameter_needs_numbers():
+    with pytest.raises(ValueError, match="symbolic parameters"):
+        verify(M.heavy_ball(), progress=False)
