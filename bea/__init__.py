@@ -8,8 +8,9 @@ and use them as optax transforms.
 from . import methods, series, trees
 from .modified import ModifiedEquation, modified_equation
 from .modified_loss import ModifiedLoss, modified_loss
+from .verify import verify
 from .trees import Tree
 
 __all__ = ["methods", "series", "trees", "Tree", "ModifiedEquation", "modified_equation",
-           "ModifiedLoss", "modified_loss"]
+           "ModifiedLoss", "modified_loss", "verify"]
 __version__ = "0.1.0"

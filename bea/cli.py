@@ -72,22 +72,25 @@ def cmd_derive(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """The main job: derive GD to order 3 and verify it on a built-in problem."""
+    """The main job: derive GD to order 3 and verify it on a built-in problem, with a plot."""
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
     from . import methods as M
     from .modified import modified_equation
+    from .modified_loss import modified_loss
+    from .verify import verify
 
     me = modified_equation(M.gd(), args.order)
     print(me)
     print()
-    try:
-        from .verify import verify
-    except ImportError:  # verification not available
-        return 0
+    print(modified_loss(M.gd(), args.order))
+    print()
     report = verify(M.gd(), problem="default", orders=range(args.order + 1),
                     progress=not args.quiet)
     print(report)
-    path = report.plot(args.plot)
-    print(f"\nplot written to {path}")
+    report.plot(args.plot)
+    print(f"\nplot written to {args.plot}")
     return 0
 
 

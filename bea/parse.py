@@ -24,7 +24,7 @@ FUNCTIONS: dict[str, Any] = {
 CONSTANTS: dict[str, Any] = {"pi": sympy.pi, "E": sympy.E}
 _BINOPS = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b,
            ast.Mult: lambda a, b: a * b, ast.Div: lambda a, b: a / b,
-           ast.Pow: lambda a, b: a ** b, ast.BitXor: lambda a, b: a ** b}
+           ast.Pow: lambda a, b: a ** b}
 MAX_LENGTH = 2000
 
 
@@ -61,8 +61,9 @@ def parse_expr(text: str, names: Mapping[str, sympy.Symbol],
     """
     if len(text) > MAX_LENGTH:
         raise ParseError(f"expression longer than {MAX_LENGTH} characters")
+    # '^' means power, with the precedence of '**' (Python's xor binds more loosely)
     try:
-        tree = ast.parse(text.strip(), mode="eval")
+        tree = ast.parse(text.strip().replace("^", "**"), mode="eval")
     except SyntaxError as e:
         raise ParseError(f"cannot parse {text!r}: {e.msg}") from None
     allowed = dict(names)

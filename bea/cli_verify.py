@@ -1,0 +1,71 @@
+"""``bea verify`` and ``bea reproduce`` sub-commands (JAX is imported only when used)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable
+
+
+def _enable_x64() -> None:
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+
+
+def cmd_verify(args: argparse.Namespace, method_options: Callable) -> int:
+    _enable_x64()
+    from .registry import get_method
+    from .verify import verify
+
+    method = get_method(args.method, **method_options(args))
+    orders = list(range(args.order + 1))
+    report = verify(method, problem=args.problem, orders=orders, progress=not args.quiet)
+    print(report)
+    if args.plot:
+        report.plot(args.plot)
+        print(f"\nplot written to {args.plot}")
+    if args.json:
+        report.save_json(args.json)
+        print(f"report written to {args.json}")
+    bad = [p for p, s in report.slopes.items() if s is None or abs(s - (p + 1)) > 0.15]
+    if bad:
+        print(f"\nslopes off by more than 0.15 for orders {bad}: see the flags and warnings")
+        return 1
+    return 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    _enable_x64()
+    try:
+        from importlib import import_module
+
+        experiments = import_module("games.experiments")
+    except ImportError as e:  # games is part of this distribution, but keep bea standalone
+        raise ValueError(f"bea reproduce needs the games package: {e}") from e
+    os.makedirs(args.out, exist_ok=True)
+    return experiments.reproduce(args.name, out=args.out, large=args.large,
+                                 progress=not args.quiet)
+
+
+def add_commands(sub: argparse._SubParsersAction, add_method_args: Callable,
+                 method_options: Callable) -> None:
+    p = sub.add_parser("verify", help="check a modified equation against real iterates "
+                       "(float64): error table, fitted slopes, plot")
+    add_method_args(p)
+    p.set_defaults(order=3)
+    p.add_argument("--problem", default=None,
+                   help="built-in problem: default (2-D non-quadratic loss), mlp, game")
+    p.add_argument("--plot", nargs="?", const="bea-verify.png", default=None,
+                   help="write a log-log plot (default file bea-verify.png)")
+    p.add_argument("--json", help="write the report as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=lambda a: cmd_verify(a, method_options))
+
+    p = sub.add_parser("reproduce", help="reproduce figures of the papers: dirac-gan, "
+                       "rotational-game, mog-gan")
+    p.add_argument("name", help="dirac-gan, rotational-game or mog-gan")
+    p.add_argument("--out", default="bea-figures", help="output folder")
+    p.add_argument("--large", action="store_true", help="bigger runs (more seeds/steps)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_reproduce)
