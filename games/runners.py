@@ -1,0 +1,524 @@
+r"""Discrete optimisers for two-player games, and a continuous-flow integrator.
+
+Notation: :math:`z = (x, y)`, :math:`\xi(z) = (\nabla_x\ell_1(x, y), \nabla_y\ell_2(x, y))` the
+simultaneous gradient, :math:`\alpha` player 1's and :math:`\lambda` player 2's learning rate
+(``lr=(alpha, lam)``; a single number means :math:`\alpha = \lambda`).
+
+* :func:`simultaneous`: :math:`x_{n+1} = x_n - \alpha\nabla_x\ell_1(z_n)`,
+  :math:`y_{n+1} = y_n - \lambda\nabla_y\ell_2(z_n)`.
+* :func:`alternating`: ``k_x`` steps of player 1 on :math:`\ell_1(\cdot, y_n)`, then ``k_y``
+  steps of player 2 on :math:`\ell_2(x_{n+1}, \cdot)` (using the *new* :math:`x`).
+* :func:`extragradient`: :math:`\tilde z = z_n - \eta\,\xi(z_n)`,
+  :math:`z_{n+1} = z_n - \eta\,\xi(\tilde z)` with :math:`\eta = \operatorname{diag}(\alpha, \lambda)`.
+* :func:`optimistic`: :math:`z_{n+1} = z_n - 2\eta\,\xi(z_n) + \eta\,\xi(z_{n-1})`, with
+  :math:`z_{-1}` = ``(x_prev, y_prev)`` or :math:`z_0`.
+* :func:`flow`: the gradient flow :math:`z' = -\xi(z) + \text{drift}(z)` with diffrax.
+
+Each discrete runner is a jitted :func:`jax.lax.scan` and returns a :class:`Trajectory` of
+stacked pytrees with leading axis ``steps // save_every + 1`` (**the initial point included**
+at index 0).  One ``step`` is one outer iteration (for :func:`alternating`, ``k_x + k_y``
+gradient evaluations; for :func:`extragradient` and :func:`optimistic`, two gradient
+evaluations of each player).
+
+Stochastic (batch-taking) games such as :func:`games.zoo.mog_gan` need data for each step;
+pass **either**
+
+* ``batches``: a pytree whose leaves have leading axis ``steps`` (``batches[n]`` is used at
+  step ``n``), **or**
+* ``key``: a PRNG key, split into ``steps`` keys and fed to ``game.batch_fn`` inside the scan.
+
+Within one step every gradient evaluation (all inner steps of :func:`alternating`, the
+extrapolation of :func:`extragradient`, both gradients of :func:`optimistic`) uses the same
+batch.  Deterministic games reject ``batches``/``key``.
+
+The single-step maps (:func:`simultaneous_step`, ...) are public; :mod:`games.stability`
+linearises them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from games.zoo import Game, check_compatible
+
+PyTree = Any
+Array = jax.Array
+LR = float | Array | tuple[float | Array, float | Array]
+
+__all__ = [
+    "METHODS",
+    "Trajectory",
+    "alternating",
+    "alternating_step",
+    "extragradient",
+    "extragradient_step",
+    "flow",
+    "optimistic",
+    "optimistic_step",
+    "run",
+    "simultaneous",
+    "simultaneous_step",
+]
+
+METHODS = ("simultaneous", "alternating", "extragradient", "optimistic")
+
+
+class Trajectory(NamedTuple):
+    """Stacked iterates: ``x[i]``, ``y[i]`` are the players' parameters at saved index ``i``."""
+
+    x: PyTree
+    y: PyTree
+
+
+# ----------------------------------------------------------------------------------------
+# validation
+# ----------------------------------------------------------------------------------------
+
+
+def _check_rate(value: Any, name: str) -> None:
+    """Raise ``ValueError`` unless ``value`` is a positive finite scalar (skipped for tracers)."""
+    if isinstance(value, jax.core.Tracer):
+        return
+    arr = np.asarray(value)
+    if arr.shape != ():
+        raise ValueError(f"learning rate {name} must be a scalar, got shape {arr.shape}")
+    if not np.isrealobj(arr) or not np.isfinite(arr) or not arr > 0:
+        raise ValueError(f"learning rate {name} must be a positive finite number, got {value!r}")
+
+
+def parse_lr(lr: LR) -> tuple[Any, Any]:
+    """Return ``(alpha, lam)`` from a scalar or a pair, checking both are positive."""
+    if isinstance(lr, tuple | list):
+        if len(lr) != 2:
+            raise ValueError(f"lr must be a number or a pair (alpha, lam), got {lr!r}")
+        alpha, lam = lr
+    else:
+        alpha = lam = lr
+    _check_rate(alpha, "alpha (player 1)")
+    _check_rate(lam, "lam (player 2)")
+    return alpha, lam
+
+
+def _check_int(value: Any, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _as_point(game: Game, value: PyTree, default: PyTree, what: str) -> PyTree:
+    if value is None:
+        return default
+    value = jax.tree.map(jnp.asarray, value)
+    check_compatible(default, value, what)
+    return value
+
+
+def _axpy(a: Any, g: PyTree, x: PyTree) -> PyTree:
+    """``x + a * g`` leafwise."""
+    return jax.tree.map(lambda xi, gi: xi + a * gi, x, g)
+
+
+# ----------------------------------------------------------------------------------------
+# single steps
+# ----------------------------------------------------------------------------------------
+
+
+def simultaneous_step(
+    game: Game, x: PyTree, y: PyTree, lr: tuple[Any, Any], batch: PyTree = None
+) -> tuple[PyTree, PyTree]:
+    r"""One simultaneous GD step: :math:`(x, y) \mapsto (x - \alpha\nabla_x\ell_1, y - \lambda\nabla_y\ell_2)`."""
+    alpha, lam = lr
+    gx, gy = game.grads(x, y, batch)
+    return _axpy(-alpha, gx, x), _axpy(-lam, gy, y)
+
+
+def alternating_step(
+    game: Game,
+    x: PyTree,
+    y: PyTree,
+    lr: tuple[Any, Any],
+    inner: tuple[int, int] = (1, 1),
+    batch: PyTree = None,
+) -> tuple[PyTree, PyTree]:
+    r"""One alternating step: ``k_x`` GD steps on :math:`\ell_1(\cdot, y)`, then ``k_y`` on
+    :math:`\ell_2(x_{\rm new}, \cdot)`."""
+    alpha, lam = lr
+    k_x, k_y = inner
+    for _ in range(k_x):
+        x = _axpy(-alpha, game.grad_x(x, y, batch), x)
+    for _ in range(k_y):
+        y = _axpy(-lam, game.grad_y(x, y, batch), y)
+    return x, y
+
+
+def extragradient_step(
+    game: Game, x: PyTree, y: PyTree, lr: tuple[Any, Any], batch: PyTree = None
+) -> tuple[PyTree, PyTree]:
+    r"""One extragradient step: :math:`\tilde z = z - \eta\xi(z)`, :math:`z \mapsto z - \eta\xi(\tilde z)`."""
+    xh, yh = simultaneous_step(game, x, y, lr, batch)
+    alpha, lam = lr
+    gx, gy = game.grads(xh, yh, batch)
+    return _axpy(-alpha, gx, x), _axpy(-lam, gy, y)
+
+
+def optimistic_step(
+    game: Game,
+    x: PyTree,
+    y: PyTree,
+    x_prev: PyTree,
+    y_prev: PyTree,
+    lr: tuple[Any, Any],
+    batch: PyTree = None,
+) -> tuple[PyTree, PyTree]:
+    r"""One optimistic GD step: :math:`z_{n+1} = z_n - 2\eta\xi(z_n) + \eta\xi(z_{n-1})`."""
+    alpha, lam = lr
+    gx, gy = game.grads(x, y, batch)
+    px, py = game.grads(x_prev, y_prev, batch)
+    x_new = jax.tree.map(lambda a, g, p: a - 2 * alpha * g + alpha * p, x, gx, px)
+    y_new = jax.tree.map(lambda a, g, p: a - 2 * lam * g + lam * p, y, gy, py)
+    return x_new, y_new
+
+
+# ----------------------------------------------------------------------------------------
+# scan engine
+# ----------------------------------------------------------------------------------------
+
+
+def _step(
+    method: str,
+    game: Game,
+    carry: tuple[PyTree, PyTree, PyTree],
+    lr: tuple[Any, Any],
+    inner: tuple[int, int],
+    batch: PyTree,
+) -> tuple[PyTree, PyTree, PyTree]:
+    x, y, prev = carry
+    if method == "simultaneous":
+        return (*simultaneous_step(game, x, y, lr, batch), prev)
+    if method == "alternating":
+        return (*alternating_step(game, x, y, lr, inner, batch), prev)
+    if method == "extragradient":
+        return (*extragradient_step(game, x, y, lr, batch), prev)
+    if method == "optimistic":
+        xp, yp = prev
+        return (*optimistic_step(game, x, y, xp, yp, lr, batch), (x, y))
+    raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
+
+
+@eqx.filter_jit
+def _scan(
+    method: str,
+    game: Game,
+    x0: PyTree,
+    y0: PyTree,
+    prev0: PyTree,
+    alpha: Array,
+    lam: Array,
+    inner: tuple[int, int],
+    inputs: PyTree,
+    input_mode: str,
+    steps: int,
+    save_every: int,
+) -> Trajectory:
+    n_save = steps // save_every
+
+    def one(carry: Any, inp: Any) -> tuple[Any, None]:
+        if input_mode == "none":
+            batch = None
+        elif input_mode == "batches":
+            batch = inp
+        else:
+            batch = game.batch_fn(inp)
+        return _step(method, game, carry, (alpha, lam), inner, batch), None
+
+    def chunk(carry: Any, inp: Any) -> tuple[Any, tuple[PyTree, PyTree]]:
+        carry, _ = jax.lax.scan(one, carry, inp, length=save_every)
+        return carry, (carry[0], carry[1])
+
+    if inputs is not None:
+        inputs = jax.tree.map(
+            lambda a: a.reshape((n_save, save_every) + a.shape[1:]), inputs
+        )
+    _, (xs, ys) = jax.lax.scan(chunk, (x0, y0, prev0), inputs, length=n_save)
+    cat = lambda a0, a: jnp.concatenate([jnp.asarray(a0, a.dtype)[None], a], axis=0)
+    return Trajectory(jax.tree.map(cat, x0, xs), jax.tree.map(cat, y0, ys))
+
+
+def run(
+    method: str,
+    game: Game,
+    x0: PyTree = None,
+    y0: PyTree = None,
+    *,
+    lr: LR,
+    steps: int,
+    inner: tuple[int, int] = (1, 1),
+    x_prev: PyTree = None,
+    y_prev: PyTree = None,
+    batches: PyTree = None,
+    key: Array | None = None,
+    save_every: int = 1,
+) -> Trajectory:
+    """Run ``method`` (one of :data:`METHODS`) for ``steps`` outer steps; see the module doc.
+
+    Args:
+        method: ``"simultaneous" | "alternating" | "extragradient" | "optimistic"``.
+        game: the game.
+        x0, y0: initial point (default ``game.x0``, ``game.y0``); must match their structure.
+        lr: ``alpha`` or ``(alpha, lam)``, positive.
+        steps: number of outer steps (``>= 0``).
+        inner: ``(k_x, k_y)`` for ``"alternating"`` only.
+        x_prev, y_prev: :math:`z_{-1}` for ``"optimistic"`` only (default :math:`z_0`).
+        batches: per-step batches (leading axis ``steps``) for batch-taking games.
+        key: alternatively, a PRNG key to sample per-step batches with ``game.batch_fn``.
+        save_every: store every ``save_every``-th iterate (must divide ``steps``).
+
+    Returns:
+        :class:`Trajectory` with leading axis ``steps // save_every + 1``, index 0 = initial.
+
+    Raises:
+        ValueError: bad method, non-positive rates, mismatched pytrees, bad ``inner``,
+            ``steps``/``save_every``, or missing/unexpected batches.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
+    if not isinstance(game, Game):
+        raise ValueError(f"game must be a games.zoo.Game, got {type(game).__name__}")
+    alpha, lam = parse_lr(lr)
+    steps = _check_int(steps, "steps", 0)
+    save_every = _check_int(save_every, "save_every", 1)
+    if steps % save_every:
+        raise ValueError(f"save_every={save_every} must divide steps={steps}")
+    if method == "alternating":
+        if not (isinstance(inner, tuple | list) and len(inner) == 2):
+            raise ValueError(f"inner must be a pair (k_x, k_y), got {inner!r}")
+        inner = (_check_int(inner[0], "inner k_x", 1), _check_int(inner[1], "inner k_y", 1))
+    else:
+        inner = (1, 1)
+    x0 = _as_point(game, x0, game.x0, "x0")
+    y0 = _as_point(game, y0, game.y0, "y0")
+    if method == "optimistic":
+        prev0 = (_as_point(game, x_prev, x0, "x_prev"), _as_point(game, y_prev, y0, "y_prev"))
+    else:
+        if x_prev is not None or y_prev is not None:
+            raise ValueError("x_prev/y_prev are only used by the optimistic method")
+        prev0 = None
+
+    if game.takes_batch:
+        if (batches is None) == (key is None):
+            raise ValueError(
+                f"game {game.name!r} takes batches: pass exactly one of batches= or key="
+            )
+        if batches is not None:
+            lead = {np.shape(a)[0] if np.ndim(a) else None for a in jax.tree.leaves(batches)}
+            if lead != {steps}:
+                raise ValueError(
+                    f"batches must have leading axis steps={steps} on every leaf, got {lead}"
+                )
+            inputs, mode = batches, "batches"
+        else:
+            inputs, mode = jax.random.split(key, steps), "keys"
+    else:
+        if batches is not None or key is not None:
+            raise ValueError(f"game {game.name!r} is deterministic; do not pass batches/key")
+        inputs, mode = None, "none"
+
+    dt = jnp.result_type(*jax.tree.leaves(x0))
+    alpha = jnp.asarray(alpha, dtype=dt)
+    lam = jnp.asarray(lam, dtype=dt)
+    return _scan(
+        method, game, x0, y0, prev0, alpha, lam, inner, inputs, mode, steps, save_every
+    )
+
+
+def simultaneous(
+    game: Game,
+    x0: PyTree = None,
+    y0: PyTree = None,
+    *,
+    lr: LR,
+    steps: int,
+    batches: PyTree = None,
+    key: Array | None = None,
+    save_every: int = 1,
+) -> Trajectory:
+    r"""Simultaneous GD: :math:`x_{n+1} = x_n - \alpha\nabla_x\ell_1(z_n)`,
+    :math:`y_{n+1} = y_n - \lambda\nabla_y\ell_2(z_n)`.  See :func:`run`."""
+    return run(
+        "simultaneous", game, x0, y0, lr=lr, steps=steps, batches=batches, key=key,
+        save_every=save_every,
+    )
+
+
+def alternating(
+    game: Game,
+    x0: PyTree = None,
+    y0: PyTree = None,
+    *,
+    lr: LR,
+    steps: int,
+    inner: tuple[int, int] = (1, 1),
+    batches: PyTree = None,
+    key: Array | None = None,
+    save_every: int = 1,
+) -> Trajectory:
+    r"""Alternating GD: ``k_x`` steps :math:`x \leftarrow x - \alpha\nabla_x\ell_1(x, y_n)`,
+    then ``k_y`` steps :math:`y \leftarrow y - \lambda\nabla_y\ell_2(x_{n+1}, y)`.
+    ``inner=(k_x, k_y)``.  See :func:`run`."""
+    return run(
+        "alternating", game, x0, y0, lr=lr, steps=steps, inner=inner, batches=batches,
+        key=key, save_every=save_every,
+    )
+
+
+def extragradient(
+    game: Game,
+    x0: PyTree = None,
+    y0: PyTree = None,
+    *,
+    lr: LR,
+    steps: int,
+    batches: PyTree = None,
+    key: Array | None = None,
+    save_every: int = 1,
+) -> Trajectory:
+    r"""Extragradient: :math:`\tilde z_n = z_n - \eta\xi(z_n)`,
+    :math:`z_{n+1} = z_n - \eta\xi(\tilde z_n)`, :math:`\eta = \operatorname{diag}(\alpha,\lambda)`.
+    See :func:`run`."""
+    return run(
+        "extragradient", game, x0, y0, lr=lr, steps=steps, batches=batches, key=key,
+        save_every=save_every,
+    )
+
+
+def optimistic(
+    game: Game,
+    x0: PyTree = None,
+    y0: PyTree = None,
+    *,
+    lr: LR,
+    steps: int,
+    x_prev: PyTree = None,
+    y_prev: PyTree = None,
+    batches: PyTree = None,
+    key: Array | None = None,
+    save_every: int = 1,
+) -> Trajectory:
+    r"""Optimistic GD: :math:`z_{n+1} = z_n - 2\eta\xi(z_n) + \eta\xi(z_{n-1})`, with
+    :math:`z_{-1} = ` ``(x_prev, y_prev)`` (default :math:`z_0`, so the first step is plain
+    simultaneous GD).  For stochastic games both gradients of a step use that step's batch.
+    See :func:`run`."""
+    return run(
+        "optimistic", game, x0, y0, lr=lr, steps=steps, x_prev=x_prev, y_prev=y_prev,
+        batches=batches, key=key, save_every=save_every,
+    )
+
+
+# ----------------------------------------------------------------------------------------
+# continuous flow
+# ----------------------------------------------------------------------------------------
+
+Drift = Callable[[PyTree, PyTree], tuple[PyTree, PyTree]]
+
+
+@eqx.filter_jit
+def _flow_solve(
+    game: Game,
+    x0: PyTree,
+    y0: PyTree,
+    ts: Array,
+    drift: Drift | None,
+    batch: PyTree,
+    solver: diffrax.AbstractSolver,
+    rtol: float,
+    atol: float,
+    max_steps: int,
+) -> diffrax.Solution:
+    def field(t: Array, z: tuple[PyTree, PyTree], args: Any) -> tuple[PyTree, PyTree]:
+        x, y = z
+        vx, vy = game.vector_field(x, y, batch)
+        if drift is not None:
+            dx, dy = drift(x, y)
+            vx = jax.tree.map(jnp.add, vx, dx)
+            vy = jax.tree.map(jnp.add, vy, dy)
+        return vx, vy
+
+    return diffrax.diffeqsolve(
+        diffrax.ODETerm(field),
+        solver,
+        t0=ts[0],
+        t1=ts[-1],
+        dt0=None,
+        y0=(x0, y0),
+        saveat=diffrax.SaveAt(ts=ts),
+        stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
+        max_steps=max_steps,
+    )
+
+
+def flow(
+    game: Game,
+    x0: PyTree = None,
+    y0: PyTree = None,
+    T: float = 10.0,
+    n_save: int = 101,
+    rtol: float = 1e-10,
+    atol: float | None = None,
+    *,
+    drift: Drift | None = None,
+    batch: PyTree = None,
+    solver: str | diffrax.AbstractSolver = "dopri8",
+    max_steps: int = 1_000_000,
+) -> tuple[Array, Trajectory]:
+    r"""Integrate the game's gradient flow :math:`z' = -\xi(z) + \text{drift}(z)` on :math:`[0, T]`.
+
+    .. math::
+
+        x'(t) = -\nabla_x\ell_1(x, y) + d_x(x, y), \qquad
+        y'(t) = -\nabla_y\ell_2(x, y) + d_y(x, y),
+
+    where ``drift(x, y) -> (d_x, d_y)`` is optional (e.g. a modified-equation correction from
+    backward error analysis).  Uses diffrax with an adaptive ``PIDController``.
+
+    Args:
+        game: the game (batch-taking games need a fixed ``batch``).
+        x0, y0: initial point (default the game's).
+        T: final time (``> 0``).
+        n_save: number of equally spaced save times in :math:`[0, T]` (``>= 2``).
+        rtol: relative tolerance; ``atol`` defaults to ``rtol``.  Use float64 for small
+            tolerances.
+        drift: optional extra field, same pytree structure as ``(x, y)``.
+        batch: fixed batch for batch-taking games.
+        solver: ``"dopri8"`` (default), ``"tsit5"``, or a diffrax solver instance.
+        max_steps: solver step budget.
+
+    Returns:
+        ``(ts, Trajectory)`` with leading axis ``n_save``; ``ts[0] = 0``, ``ts[-1] = T``.
+    """
+    if not T > 0:
+        raise ValueError(f"T must be positive, got {T!r}")
+    n_save = _check_int(n_save, "n_save", 2)
+    if not rtol > 0:
+        raise ValueError(f"rtol must be positive, got {rtol!r}")
+    atol = rtol if atol is None else atol
+    if isinstance(solver, str):
+        solvers = {"dopri8": diffrax.Dopri8, "tsit5": diffrax.Tsit5, "dopri5": diffrax.Dopri5}
+        if solver not in solvers:
+            raise ValueError(f"unknown solver {solver!r}; expected one of {tuple(solvers)}")
+        solver = solvers[solver]()
+    if game.takes_batch and batch is None:
+        raise ValueError(f"game {game.name!r} takes a batch; flow needs a fixed batch=")
+    x0 = _as_point(game, x0, game.x0, "x0")
+    y0 = _as_point(game, y0, game.y0, "y0")
+    dt = jnp.result_type(*jax.tree.leaves(x0))
+    ts = jnp.linspace(0.0, T, n_save, dtype=dt)
+    sol = _flow_solve(game, x0, y0, ts, drift, batch, solver, rtol, atol, max_steps)
+    xs, ys = sol.ys
+    return sol.ts, Trajectory(xs, ys)

@@ -1,0 +1,81 @@
+"""Reproductions of Rosca et al. (ICML 2021): rotational game and Dirac-GAN."""
+
+from __future__ import annotations
+
+import jax
+import pytest
+
+import games
+from bea import methods as M  # noqa: F401  (bea must stay importable without games)
+from bea import modified_loss
+from games import experiments as E
+from games import zoo
+
+jax.config.update("jax_enable_x64", True)
+
+
+def test_rotational_game_numbers(tmp_path):
+    r = E.rotational_game(eps=0.09, h=0.2, steps=300, out=str(tmp_path))
+    d = r["final_distance"]
+    r0 = r["initial_distance"]
+    assert d["simultaneous"] > r0            # simultaneous GD diverges
+    assert d["flow"] < 0.05 * r0             # the flow converges
+    assert d["alternating"] < 0.05 * r0      # alternating GD converges
+    assert r["spectral_radius_simultaneous"] > 1
+    # the order-1 modified flow of simultaneous GD predicts the divergence
+    assert r["trace_modified_simultaneous"] > 0 > r["trace_flow"]
+    assert r["trace_modified_simultaneous"] == pytest.approx(-2 * 0.09 + 0.2 * (1 - 0.09**2))
+    assert r["trace_modified_alternating"] < 0
+    assert d["modified_flow_simultaneous"] > r0
+    assert (tmp_path / "rotational_game.png").exists()
+
+
+def test_dirac_gan_numbers(tmp_path):
+    r = E.dirac_gan(h=0.1, steps=1000, out=str(tmp_path))
+    assert r["flow_max_relative_drift_of_distance"] < 1e-8    # conserved by the flow
+    d = r["final_distance"]
+    assert d["simultaneous"] > 10 * r["initial_distance"]     # spirals out
+    assert r["max_distance_interaction_cancelled"] < 1.1 * r["initial_distance"]
+    assert (tmp_path / "dirac_gan.png").exists()
+
+
+def test_drift_terms_match_engine():
+    # the coefficients used by the regulariser are the engine's order-1 modified loss
+    g = zoo.rotational(0.09)
+    terms = E.drift_terms(g, (1.0, 0.5), "simultaneous")
+    ml = modified_loss(games.simultaneous((1.0, 0.5)), 1)
+    x, y = 0.3, -0.7
+    # interaction_x = (lam/2) <grad_y L1, grad_y L2> = 0.25 * (-x) * (eps y + x)
+    assert float(terms["interaction_x"](x, y)) == pytest.approx(0.25 * (-x) * (0.09 * y + x))
+    assert float(ml.remainder(1, "x")[0].coefficient) == 0.25
+
+
+def test_regulariser_rejects_unknown_term():
+    with pytest.raises(ValueError, match="unknown drift terms"):
+        E.regularised_game(zoo.rotational(), 0.1, (1.0, 1.0), {"interaction_z": -1.0})
+
+
+@pytest.mark.parametrize("rates", [(1.0, 1.0), (1.0, 0.5)])
+@pytest.mark.parametrize("make", [games.simultaneous, games.alternating])
+def test_local_error_slope_3_at_order_1(make, rates):
+    from bea import verify
+
+    r = verify(make(rates), problem="game", orders=(1,), progress=False)
+    assert abs(r.local_slopes[1] - 3) <= 0.15, r
+
+
+def test_mog_gan_end_to_end_small(tmp_path, capsys):
+    from games.mog import mog_experiment
+
+    r = mog_experiment(out=str(tmp_path), seeds=1, steps=50, progress=False, n_eval=200)
+    assert len(r["rows"]) == 3 and r["effect"]
+    assert (tmp_path / "mog_gan.json").exists() and (tmp_path / "mog_gan.png").exists()
+    assert "seed |" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_mog_gan_default_size_runs(tmp_path):
+    from games.mog import mog_experiment
+
+    r = mog_experiment(out=str(tmp_path), progress=False)
+    assert len(r["rows"]) == 9
