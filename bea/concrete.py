@@ -1,9 +1,19 @@
 """Elementary differentials on concrete problems written in sympy coordinates.
 
-``F([t_1..t_k]_c) = D^k f_c[F(t_1), .., F(t_k)]`` is computed with a cached symbolic
-template per (color, k): differentiate ``f_c`` k times against placeholder directions
-``w_1..w_k`` (held constant), then substitute the children's values.  Everything stays
-exact, so the result can be compared with brute-force Taylor expansion of the map.
+``F([t_1..t_k]_c) = D^k f_c[F(t_1), .., F(t_k)]``, exact, so the result can be compared
+with brute-force Taylor expansion of the map.  Two evaluation paths, same results:
+
+* **polynomial fields** (every component a polynomial with rational coefficients in the
+  coordinates and any parameters): sympy sparse polynomials (``PolyElement``) over
+  ``QQ[vars, params]``.  ``D^k f_c[v_1..v_k] = sum_j v_1[j] D^(k-1)(d_j f_c)[v_2..v_k]``
+  with memoised partial derivatives ``d_J f_c`` (``J`` a multiset of coordinates) and
+  memoised partial contractions, shared between trees with the same root color and the
+  same trailing children.  Vanishing derivatives prune whole branches.
+* **anything else** (``exp``, ``1/x``, floats, algebraic numbers, ...): a cached symbolic
+  template per (color, k): differentiate ``f_c`` k times against placeholder directions
+  ``w_1..w_k`` (held constant), then substitute the children's values and expand.
+
+Both return sympy matrices of expanded expressions.
 """
 
 from __future__ import annotations
@@ -13,9 +23,111 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sympy
+from sympy.polys.domains import QQ
+from sympy.polys.rings import PolyRing
 
 from . import trees as T
 from .parse import parse_expr, parse_vars
+
+
+class _PolyFields:
+    """Polynomial fields as ``PolyElement`` vectors; values of trees as such vectors."""
+
+    def __init__(self, ring: PolyRing, nvars: int, fields: list[list[Any]]):
+        self.ring = ring
+        self.d = nvars
+        self.gens = ring.gens[:nvars]
+        self.zero = ring.zero
+        # (c, J) -> d_J f_c, or None when it vanishes identically
+        self._deriv: dict[tuple[int, tuple[int, ...]], list[Any] | None] = {
+            (c, ()): (f if any(f) else None) for c, f in enumerate(fields)}
+        # (c, J, trailing children) -> D^k d_J f_c [F(children)], or None when zero
+        self._contr: dict[tuple[int, tuple[int, ...], tuple[int, ...]], list[Any] | None] = {}
+        self._values: dict[int, list[Any] | None] = {}
+        self.nfields = len(fields)
+        # total degree of f_c in the coordinates: its higher derivatives vanish
+        self._degree = [max((sum(m[:nvars]) for p in f for m in p.itermonoms()), default=-1)
+                        for f in fields]
+
+    @classmethod
+    def build(cls, vars: Sequence[sympy.Symbol], fields: Sequence[sympy.Matrix]
+              ) -> _PolyFields | None:
+        """The polynomial form of ``fields``, or None when some component is not a
+        polynomial over ``QQ`` in the coordinates and parameters (or holds floats)."""
+        exprs = [sympy.sympify(e) for f in fields for e in f]
+        if any(e.has(sympy.Float) for e in exprs):
+            return None   # keep floats as the user wrote them (the Expr path does)
+        params: set[sympy.Symbol] = set()
+        for e in exprs:
+            params |= e.free_symbols
+        params -= set(vars)
+        gens = tuple(vars) + tuple(sorted(params, key=lambda s: (str(s), s.sort_key())))
+        if len(set(gens)) != len(gens) or not all(isinstance(g, sympy.Symbol) for g in gens):
+            return None
+        ring = PolyRing(gens, QQ)
+        try:
+            polys = [[ring.from_expr(e) for e in f] for f in fields]
+        except (ValueError, TypeError, sympy.PolynomialError, sympy.CoercionFailed):
+            return None
+        return cls(ring, len(vars), polys)
+
+    def deriv(self, c: int, J: tuple[int, ...]) -> list[Any] | None:
+        key = (c, J)
+        if key in self._deriv:
+            return self._deriv[key]
+        parent = self.deriv(c, J[:-1])
+        out = None
+        if parent is not None:
+            x = self.gens[J[-1]]
+            vals = [p.diff(x) for p in parent]
+            out = vals if any(vals) else None
+        self._deriv[key] = out
+        return out
+
+    def contract(self, c: int, J: tuple[int, ...], rest: tuple[int, ...]) -> list[Any] | None:
+        """``D^k (d_J f_c) [F(rest_1), .., F(rest_k)]``."""
+        if not rest:
+            return self.deriv(c, J)
+        key = (c, J, rest)
+        if key in self._contr:
+            return self._contr[key]
+        # prune: the |J| + k-th derivatives of f_c vanish
+        out = None
+        if len(J) + len(rest) <= self._degree[c]:
+            first = self.value(rest[0])
+            if first is not None:
+                acc = [self.zero] * self.d
+                nonzero = False
+                for j, vj in enumerate(first):
+                    if not vj:
+                        continue
+                    g = self.contract(c, tuple(sorted(J + (j,))), rest[1:])
+                    if g is None:
+                        continue
+                    nonzero = True
+                    for i, gi in enumerate(g):
+                        if gi:
+                            acc[i] += vj * gi
+                if nonzero and any(acc):
+                    out = acc
+        self._contr[key] = out
+        return out
+
+    def value(self, t: int) -> list[Any] | None:
+        """``F(t)`` as polynomials (None when it vanishes identically)."""
+        if t in self._values:
+            return self._values[t]
+        c, ch = T.key(t)
+        if c >= self.nfields:
+            raise ValueError(f"tree uses field {c} but only {self.nfields} fields given")
+        out = self.contract(c, (), ch)
+        self._values[t] = out
+        return out
+
+    def to_matrix(self, vals: list[Any] | None) -> sympy.Matrix:
+        if vals is None:
+            return sympy.zeros(self.d, 1)
+        return sympy.Matrix([p.as_expr() for p in vals])
 
 
 @dataclass
@@ -32,6 +144,13 @@ class ConcreteFields:
     blocks: list[tuple[int, ...]] | None = None
     _templates: dict = field(default_factory=dict)
     _values: dict = field(default_factory=dict)
+    _poly: Any = field(default=None, repr=False)
+
+    def polynomial(self) -> _PolyFields | None:
+        """The sparse-polynomial backend, or None when the fields are not polynomial."""
+        if self._poly is None:
+            self._poly = _PolyFields.build(self.vars, self.fields) or False
+        return self._poly or None
 
     def template(self, c: int, k: int) -> tuple[sympy.Matrix, list[list[sympy.Symbol]]]:
         key = (c, k)
@@ -56,6 +175,11 @@ class ConcreteFields:
         c, ch = T.key(t)
         if c >= len(self.fields):
             raise ValueError(f"tree uses field {c} but only {len(self.fields)} fields given")
+        P = self.polynomial()
+        if P is not None:
+            val = P.to_matrix(P.value(t))
+            self._values[t] = val
+            return val
         tmpl, ws = self.template(c, len(ch))
         rep = {}
         for i, u in enumerate(ch):
@@ -71,14 +195,33 @@ def evaluate_terms(F: ConcreteFields, rows: Sequence[Sequence[Any]],
                    subs: dict | None = None) -> list[sympy.Matrix]:
     """``sum coef * F(tree)`` for each row of :class:`~bea.modified.Term`."""
     d = len(F.vars)
+    P = F.polynomial()
     out = []
     for row in rows:
         acc = sympy.zeros(d, 1)
+        pacc = None if P is None else [P.zero] * d
+        symbolic = P is None
         for term in row:
             coef = term.coefficient
             if subs:
                 coef = coef.subs(subs)
+            if P is not None and coef.is_Rational:
+                # exact rational coefficient: accumulate in the polynomial ring
+                vals = P.value(term.tree)
+                if vals is not None and coef:
+                    q = QQ.from_sympy(coef)
+                    for i, v in enumerate(vals):
+                        if v:
+                            pacc[i] += q * v
+                continue
+            symbolic = True
             acc += coef * F.elementary(term.tree)
+        if not symbolic:
+            # already expanded: PolyElement.as_expr gives sympy's expanded canonical form
+            out.append(P.to_matrix(pacc))
+            continue
+        if pacc is not None:
+            acc += P.to_matrix(pacc)
         out.append(acc.applyfunc(lambda e: sympy.expand(sympy.cancel(e)) if e.has(sympy.Symbol)
                                  and _has_params(e, F.vars) else sympy.expand(e)))
     return out
