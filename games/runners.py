@@ -9,7 +9,8 @@ simultaneous gradient, :math:`\alpha` player 1's and :math:`\lambda` player 2's 
 * :func:`alternating`: ``k_x`` steps of player 1 on :math:`\ell_1(\cdot, y_n)`, then ``k_y``
   steps of player 2 on :math:`\ell_2(x_{n+1}, \cdot)` (using the *new* :math:`x`).
 * :func:`extragradient`: :math:`\tilde z = z_n - \eta\,\xi(z_n)`,
-  :math:`z_{n+1} = z_n - \eta\,\xi(\tilde z)` with :math:`\eta = \operatorname{diag}(\alpha, \lambda)`.
+  :math:`z_{n+1} = z_n - \eta\,\xi(\tilde z)` with
+  :math:`\eta = \operatorname{diag}(\alpha, \lambda)`.
 * :func:`optimistic`: :math:`z_{n+1} = z_n - 2\eta\,\xi(z_n) + \eta\,\xi(z_{n-1})`, with
   :math:`z_{-1}` = ``(x_prev, y_prev)`` or :math:`z_0`.
 * :func:`flow`: the gradient flow :math:`z' = -\xi(z) + \text{drift}(z)` with diffrax.
@@ -46,7 +47,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from games.zoo import Game, check_compatible
+from games.zoo import Game, _as_float_tree, check_compatible
 
 PyTree = Any
 Array = jax.Array
@@ -115,7 +116,7 @@ def _check_int(value: Any, name: str, minimum: int) -> int:
 def _as_point(game: Game, value: PyTree, default: PyTree, what: str) -> PyTree:
     if value is None:
         return default
-    value = jax.tree.map(jnp.asarray, value)
+    value = _as_float_tree(value)
     check_compatible(default, value, what)
     return value
 
@@ -133,7 +134,10 @@ def _axpy(a: Any, g: PyTree, x: PyTree) -> PyTree:
 def simultaneous_step(
     game: Game, x: PyTree, y: PyTree, lr: tuple[Any, Any], batch: PyTree = None
 ) -> tuple[PyTree, PyTree]:
-    r"""One simultaneous GD step: :math:`(x, y) \mapsto (x - \alpha\nabla_x\ell_1, y - \lambda\nabla_y\ell_2)`."""
+    r"""One simultaneous GD step.
+
+    :math:`(x, y) \mapsto (x - \alpha\nabla_x\ell_1(x, y),\; y - \lambda\nabla_y\ell_2(x, y))`.
+    """
     alpha, lam = lr
     gx, gy = game.grads(x, y, batch)
     return _axpy(-alpha, gx, x), _axpy(-lam, gy, y)
@@ -161,7 +165,10 @@ def alternating_step(
 def extragradient_step(
     game: Game, x: PyTree, y: PyTree, lr: tuple[Any, Any], batch: PyTree = None
 ) -> tuple[PyTree, PyTree]:
-    r"""One extragradient step: :math:`\tilde z = z - \eta\xi(z)`, :math:`z \mapsto z - \eta\xi(\tilde z)`."""
+    r"""One extragradient step.
+
+    :math:`\tilde z = z - \eta\xi(z)`, then :math:`z \mapsto z - \eta\xi(\tilde z)`.
+    """
     xh, yh = simultaneous_step(game, x, y, lr, batch)
     alpha, lam = lr
     gx, gy = game.grads(xh, yh, batch)

@@ -29,6 +29,7 @@ Constructors
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import equinox as eqx
@@ -187,10 +188,10 @@ class Game(eqx.Module):
                         f"game {self.name!r}: {who} has a non-floating leaf of dtype "
                         f"{jnp.result_type(a)}; parameters must be floating point"
                     )
+        self._check_losses()
         if self.equilibrium is not None:
             check_compatible(self.x0, self.equilibrium[0], f"game {self.name!r}: x_star")
             check_compatible(self.y0, self.equilibrium[1], f"game {self.name!r}: y_star")
-        self._check_losses()
 
     def _check_losses(self) -> None:
         """Abstractly evaluate both losses at ``(x0, y0)`` and check they are real scalars."""
@@ -309,20 +310,40 @@ def bilinear(
     x0 = jnp.ones(n) if x0 is None else x0
     y0 = jnp.ones(m) if y0 is None else y0
 
-    def loss1(x: Array, y: Array) -> Array:
-        return x @ A @ y
-
-    def loss2(x: Array, y: Array) -> Array:
-        return -(x @ A @ y)
-
     return Game(
-        loss1=loss1,
-        loss2=loss2,
+        loss1=_BilinearLoss(A, 1.0),
+        loss2=_BilinearLoss(A, -1.0),
         x0=x0,
         y0=y0,
         name=f"bilinear({n}x{m})",
         equilibrium=(jnp.zeros(n), jnp.zeros(m)),
     )
+
+
+# Zoo losses are small equinox Modules (not closures) so that two games built with the same
+# arguments compare equal as static data and share :func:`equinox.filter_jit` compilations.
+
+
+class _BilinearLoss(eqx.Module):
+    r""":math:`(x, y) \mapsto s\, x^\top A y`."""
+
+    A: Array
+    sign: float = eqx.field(static=True)
+
+    def __call__(self, x: Array, y: Array) -> Array:
+        return self.sign * (x @ self.A @ y)
+
+
+class _RotationalLoss(eqx.Module):
+    r"""Player ``p``'s loss of :func:`rotational`."""
+
+    eps: float = eqx.field(static=True)
+    player: int = eqx.field(static=True)
+
+    def __call__(self, x: Array, y: Array) -> Array:
+        if self.player == 1:
+            return 0.5 * self.eps * x**2 - x * y
+        return 0.5 * self.eps * y**2 + x * y
 
 
 def rotational(eps: float = 0.09, x0: float = 1.0, y0: float = 1.0) -> Game:
@@ -344,15 +365,9 @@ def rotational(eps: float = 0.09, x0: float = 1.0, y0: float = 1.0) -> Game:
     """
     eps = float(eps)
 
-    def loss1(x: Array, y: Array) -> Array:
-        return 0.5 * eps * x**2 - x * y
-
-    def loss2(x: Array, y: Array) -> Array:
-        return 0.5 * eps * y**2 + x * y
-
     return Game(
-        loss1=loss1,
-        loss2=loss2,
+        loss1=_RotationalLoss(eps, 1),
+        loss2=_RotationalLoss(eps, 2),
         x0=x0,
         y0=y0,
         name=f"rotational(eps={eps:g})",
@@ -360,7 +375,32 @@ def rotational(eps: float = 0.09, x0: float = 1.0, y0: float = 1.0) -> Game:
     )
 
 
-_DIRAC_LOSSES = ("non_saturating", "saturating", "wgan")
+def _wgan_gen(theta: Array, psi: Array) -> Array:
+    return psi * theta
+
+
+def _wgan_disc(theta: Array, psi: Array) -> Array:
+    return -psi * theta
+
+
+def _bce_disc(theta: Array, psi: Array) -> Array:
+    return -(jax.nn.log_sigmoid(psi * 0.0) + jax.nn.log_sigmoid(-psi * theta))
+
+
+def _ns_gen(theta: Array, psi: Array) -> Array:
+    return -jax.nn.log_sigmoid(psi * theta)
+
+
+def _sat_gen(theta: Array, psi: Array) -> Array:
+    return jax.nn.log_sigmoid(-psi * theta)
+
+
+_DIRAC = {
+    "non_saturating": (_ns_gen, _bce_disc),
+    "saturating": (_sat_gen, _bce_disc),
+    "wgan": (_wgan_gen, _wgan_disc),
+}
+_DIRAC_LOSSES = tuple(_DIRAC)
 
 
 def dirac_gan(loss: str = "non_saturating", theta0: float = 1.0, psi0: float = 1.0) -> Game:
@@ -389,36 +429,13 @@ def dirac_gan(loss: str = "non_saturating", theta0: float = 1.0, psi0: float = 1
       is a pure rotation conserving :math:`\theta^2 + \psi^2`.
 
     The equilibrium is :math:`(\theta^*, \psi^*) = (0, 0)`.  For the sigmoid losses the
-    Jacobian at the equilibrium is :math:`\tfrac12 \begin{pmatrix}0&1\\-1&0\end{pmatrix}`
+    Jacobian of the flow field :math:`-\xi` there is
+    :math:`\tfrac12 \begin{pmatrix}0&1\\-1&0\end{pmatrix}`
     (a rotation too), so the flow has purely imaginary eigenvalues :math:`\pm i/2`.
     """
     if loss not in _DIRAC_LOSSES:
         raise ValueError(f"dirac_gan: loss must be one of {_DIRAC_LOSSES}, got {loss!r}")
-    log_sig = jax.nn.log_sigmoid
-
-    if loss == "wgan":
-
-        def loss1(theta: Array, psi: Array) -> Array:
-            return psi * theta
-
-        def loss2(theta: Array, psi: Array) -> Array:
-            return -psi * theta
-
-    else:
-
-        def loss2(theta: Array, psi: Array) -> Array:
-            return -(log_sig(psi * 0.0) + log_sig(-psi * theta))
-
-        if loss == "non_saturating":
-
-            def loss1(theta: Array, psi: Array) -> Array:
-                return -log_sig(psi * theta)
-
-        else:
-
-            def loss1(theta: Array, psi: Array) -> Array:
-                return log_sig(-psi * theta)
-
+    loss1, loss2 = _DIRAC[loss]
     return Game(
         loss1=loss1,
         loss2=loss2,
@@ -523,8 +540,9 @@ class _QuadraticLoss(eqx.Module):
 
 def mog_centers(n_modes: int = 8, radius: float = 2.0) -> Array:
     r"""Centres :math:`\mu_k = r(\cos 2\pi k/K, \sin 2\pi k/K)`, :math:`k < K`, shape ``(K, 2)``."""
-    angles = 2.0 * jnp.pi * jnp.arange(n_modes, dtype=_default_float()) / n_modes
-    return radius * jnp.stack([jnp.cos(angles), jnp.sin(angles)], axis=-1)
+    angles = 2.0 * np.pi * np.arange(n_modes) / n_modes
+    c = radius * np.stack([np.cos(angles), np.sin(angles)], axis=-1)
+    return jnp.asarray(c, dtype=_default_float())
 
 
 def _nearest_mode(samples: Array, centers: Array) -> tuple[Array, Array]:
@@ -533,6 +551,7 @@ def _nearest_mode(samples: Array, centers: Array) -> tuple[Array, Array]:
     return jnp.argmin(d, axis=1), jnp.min(d, axis=1)
 
 
+@jax.jit
 def high_quality_fraction(
     samples: Array, centers: Array, std: float, n_std: float = 3.0
 ) -> Array:
@@ -544,6 +563,7 @@ def high_quality_fraction(
     return jnp.mean(dist <= n_std * std)
 
 
+@partial(jax.jit, static_argnames=("min_fraction",))
 def mode_coverage(
     samples: Array,
     centers: Array,
@@ -567,6 +587,38 @@ def mode_coverage(
     good = dist <= n_std * std
     counts = jnp.zeros(k).at[idx].add(good.astype(jnp.zeros(()).dtype))
     return jnp.sum(counts / samples.shape[0] >= min_fraction)
+
+
+def _init_mlp(
+    key: Array,
+    in_size: int,
+    out_size: int | str,
+    width: int,
+    depth: int,
+    activation: Callable[[Array], Array],
+    dtype: Any,
+) -> eqx.nn.MLP:
+    r"""An :class:`equinox.nn.MLP` initialised on the host with NumPy.
+
+    Same distribution as equinox's default (weights and biases of each linear layer
+    :math:`\sim U(-1/\sqrt{\text{fan\_in}}, 1/\sqrt{\text{fan\_in}})`), seeded from ``key``;
+    this avoids compiling the PRNG-heavy initialiser, which dominates start-up on CPU.
+    """
+    abstract = eqx.filter_eval_shape(
+        eqx.nn.MLP, in_size, out_size, width, depth, activation=activation, key=key,
+        dtype=dtype,
+    )
+    rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
+    weights, biases = [], []
+    for layer in abstract.layers:
+        lim = 1.0 / np.sqrt(layer.weight.shape[-1])
+        weights.append(jnp.asarray(rng.uniform(-lim, lim, layer.weight.shape), dtype=dtype))
+        biases.append(jnp.asarray(rng.uniform(-lim, lim, layer.bias.shape), dtype=dtype))
+    return eqx.tree_at(
+        lambda m: [f(layer) for layer in m.layers for f in (lambda u: u.weight, lambda u: u.bias)],
+        abstract,
+        [a for pair in zip(weights, biases, strict=True) for a in pair],
+    )
 
 
 class MixtureGAN(Game):
@@ -613,10 +665,8 @@ class MixtureGAN(Game):
             raise ValueError("mog_gan: std and radius must be positive")
         kg, kd = jax.random.split(key)
         dt = _default_float()
-        gen = eqx.nn.MLP(latent_dim, 2, width, depth, activation=jax.nn.relu, key=kg, dtype=dt)
-        disc = eqx.nn.MLP(
-            2, "scalar", width, depth, activation=jax.nn.leaky_relu, key=kd, dtype=dt
-        )
+        gen = _init_mlp(kg, latent_dim, 2, width, depth, jax.nn.relu, dt)
+        disc = _init_mlp(kd, 2, "scalar", width, depth, jax.nn.leaky_relu, dt)
         gen_params, gen_static = eqx.partition(gen, eqx.is_inexact_array)
         disc_params, disc_static = eqx.partition(disc, eqx.is_inexact_array)
         centers = mog_centers(n_modes, radius)
@@ -638,6 +688,7 @@ class MixtureGAN(Game):
                 jax.nn.log_sigmoid(-logits(y, fake))
             )
 
+        @jax.jit
         def batch_fn(k: Array) -> tuple[Array, Array]:
             k1, k2 = jax.random.split(k)
             return (
@@ -659,6 +710,7 @@ class MixtureGAN(Game):
         self.gen_static = gen_static
         self.disc_static = disc_static
 
+    @eqx.filter_jit
     def sample_data(self, key: Array, n: int) -> Array:
         """``n`` samples from the data mixture: a uniform mode plus ``std`` Gaussian noise."""
         return _sample_mog(key, n, self.centers, self.std)
@@ -667,14 +719,17 @@ class MixtureGAN(Game):
         """``n`` standard-normal latent vectors, shape ``(n, latent_dim)``."""
         return jax.random.normal(key, (n, self.latent_dim), dtype=self.centers.dtype)
 
+    @eqx.filter_jit
     def generate(self, x: PyTree, z: Array) -> Array:
         """Generator samples :math:`G_x(z)` for a batch of latents ``z`` (shape ``(B, 2)``)."""
         return jax.vmap(eqx.combine(x, self.gen_static))(z)
 
+    @eqx.filter_jit
     def sample_generator(self, x: PyTree, key: Array, n: int) -> Array:
         """``n`` generator samples with fresh latent noise."""
         return self.generate(x, self.sample_latent(key, n))
 
+    @eqx.filter_jit
     def discriminator(self, y: PyTree, u: Array) -> Array:
         """Discriminator logits :math:`D_y(u)` for points ``u`` of shape ``(B, 2)``."""
         return jax.vmap(eqx.combine(y, self.disc_static))(u)
@@ -690,6 +745,7 @@ class MixtureGAN(Game):
         return high_quality_fraction(samples, self.centers, self.std, n_std)
 
 
+@partial(jax.jit, static_argnums=(1,))
 def _sample_mog(key: Array, n: int, centers: Array, std: float) -> Array:
     k1, k2 = jax.random.split(key)
     idx = jax.random.randint(k1, (n,), 0, centers.shape[0])
