@@ -47,3 +47,38 @@ def modified_equation(method: Any, order: int, convention: str = "joint",
     me = ModifiedEquation(method, order, series=b, **kw)
     me.convention = "per-player"
     return me
+
+
+def stability_report(game: Any, method: str, lr: tuple[float, float], h: float = 1.0,
+                     orders: tuple[int, ...] = (0, 1, 2), at: Any = None) -> dict[str, Any]:
+    """Does the drift predict the (in)stability of ``method`` at an equilibrium?
+
+    Compares the eigenvalues of one step of the discrete update (``games.runners``
+    convention: player rates ``lr`` include the step, ``h`` only scales them) with those of
+    the joint-time modified flows of each order (``z' = f~(z)``, stable iff every
+    eigenvalue has negative real part; the map is stable iff its spectral radius is < 1).
+    Small games only: the Jacobians are dense.
+    """
+    import numpy as np
+
+    from . import experiments, stability
+    from . import methods as GM
+
+    makers = {"simultaneous": GM.simultaneous, "alternating": GM.alternating,
+              "extragradient": GM.extragradient}
+    if method not in makers:
+        raise ValueError(f"stability_report supports {sorted(makers)}, not {method!r}")
+    rates = (lr[0] / h, lr[1] / h)
+    eq = at if at is not None else game.equilibrium
+    if eq is None:
+        raise ValueError("the game has no known equilibrium: pass at=(x*, y*)")
+    map_eigs = stability.discrete_map_eigenvalues(game, method, lr, at=eq)
+    out: dict[str, Any] = {"map_eigenvalues": map_eigs,
+                           "map_stable": stability.is_stable_map(map_eigs), "flows": {}}
+    for p in orders:
+        f = experiments.modified_field(game, makers[method](rates), h, order=p)
+        J = experiments.field_jacobian_at(f, *eq)
+        eigs = np.linalg.eigvals(J)
+        out["flows"][p] = {"eigenvalues": eigs, "trace": float(np.trace(J)),
+                           "stable": stability.is_stable_flow(eigs)}
+    return out

@@ -79,3 +79,13 @@ def test_mog_gan_default_size_runs(tmp_path):
 
     r = mog_experiment(out=str(tmp_path), progress=False)
     assert len(r["rows"]) == 9
+
+
+def test_stability_report_order1_predicts_instability():
+    from games import drift
+
+    sim = drift.stability_report(zoo.rotational(0.09), "simultaneous", (0.2, 0.2), h=0.2)
+    assert not sim["map_stable"]
+    assert sim["flows"][0]["stable"] and not sim["flows"][1]["stable"]
+    alt = drift.stability_report(zoo.rotational(0.09), "alternating", (0.2, 0.2), h=0.2)
+    assert alt["map_stable"] and all(v["stable"] for v in alt["flows"].values())
