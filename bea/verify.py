@@ -14,6 +14,7 @@ evaluated on the loss to order ``max(orders) + 2``), unless ``previous=`` is giv
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -53,14 +54,20 @@ def _quartic(p, b):
 
 
 def default_problem(method: Method, which: str = "default") -> Problem:
+    """Built-in problem for ``method`` (memoised, so repeated verifications reuse their
+    compiled code); see :func:`_default_problem`."""
+    players = getattr(method, "players", None)
+    if players is None and which == "game":
+        raise ValueError(f"problem 'game' needs a two-player method, not {method.name}")
+    return _default_problem(method.ncolors, players is not None, which)
+
+
+@functools.lru_cache(maxsize=16)
+def _default_problem(ncolors: int, game: bool, which: str) -> Problem:
     """Built-in problems: ``"default"`` (non-quadratic 2-D loss; one batch per color for
     SGD), ``"mlp"`` (a small tanh MLP regression), ``"game"`` for two-player methods
     (a non-quadratic general-sum game, params ``(x, y)``)."""
-    players = getattr(method, "players", None)
-    if players is not None or which == "game":
-        if players is None:
-            raise ValueError(f"problem 'game' needs a two-player method, not {method.name}")
-
+    if game:
         def L1(p):
             x, y = p
             return (0.5 * jnp.sum(x**2) + x[0] * y[0] + 0.25 * x[1] * y[0] ** 2
@@ -72,7 +79,7 @@ def default_problem(method: Method, which: str = "default") -> Problem:
 
         p0 = (jnp.array([0.8, -0.5]), jnp.array([0.6]))
         return Problem("game", (L1, L2), p0, horizon=1.0, h_max=0.1)
-    m = method.ncolors
+    m = ncolors
     if which == "default":
         rng = np.random.default_rng(0)
         batches = [jnp.array([1.0 + 0.3 * rng.standard_normal(), 0.5 + 0.2 * rng.random()])
@@ -152,6 +159,60 @@ def _auto_grid(method: Method, problem: Problem, subs: dict | None,
     return integer_step_sizes(horizon, h_max), horizon
 
 
+# Compiled closures are reused across calls with the same method, loss and batches, so
+# run_verification's jit caches (keyed on the function objects) make repeat calls warm.
+_CLOSURES: dict[Any, tuple] = {}
+
+
+def _batches_key(batches: Sequence[Any] | None) -> Any:
+    if batches is None:
+        return None
+    return tuple(id(x) for x in jax.tree.leaves(batches))
+
+
+def _closures(method, loss, batches, orders, subs, previous):
+    me = modified_equation(method, max(orders))
+    compiled = me.to_jax(loss, subs=subs)
+    problem_ = compiled.problem
+    b = None if batches is None else tuple(batches)
+
+    def field(params, h, order):
+        return compiled._field(params, h, b, order)
+
+    def fields_now():
+        return problem_.fields(problem_.bind(b))
+
+    def step(state, h):
+        return method.step(fields_now(), state, h)
+
+    if method.history == 0:
+        return step, field, None, None, problem_, b, None
+    k = method.history
+    if previous is not None:
+        prev_list = list(previous) if isinstance(previous, (list, tuple)) and len(
+            previous) == k and k > 1 else [previous]
+
+        def init_state(p0, h):
+            return (p0, *prev_list)
+        note = "multistep start: previous iterate(s) given by the user"
+    else:
+        inv = S.inverse(method.series(max(orders) + 2))
+        back = series_map(inv, method, loss, max(orders) + 2, subs)
+
+        def init_state(p0, h):
+            xs = [p0]
+            for _ in range(k):
+                xs.append(back(xs[-1], h, b))
+            return tuple(xs)
+        note = (f"multistep start: consistent previous iterate Phi_h^-1(theta_0) from the "
+                f"underlying one-step method (trees up to order {max(orders) + 2})")
+
+    def project(state):
+        return state[0]
+
+    return step, field, init_state, project, problem_, b, note
+
+
 def verify(method: Method, loss: Any = None, params0: Any = None, *,
            problem: str | Problem | None = None, batches: Sequence[Any] | None = None,
            hs: Sequence[float] | None = None, orders: Sequence[int] = (0, 1, 2, 3),
@@ -190,51 +251,20 @@ def verify(method: Method, loss: Any = None, params0: Any = None, *,
         horizon = T_auto if horizon is None else horizon
     elif horizon is None:
         horizon = prob.horizon
-    me = modified_equation(method, max(orders))
-    compiled = me.to_jax(loss, subs=subs)
-    problem_ = compiled.problem
-    b = None if batches is None else tuple(batches)
-
-    def field(params, h, order):
-        return compiled._field(params, h, b, order)
-
-    def fields_now():
-        return problem_.fields(problem_.bind(b))
-
+    key = (method.cache_key(), max(orders), id(loss), _batches_key(batches),
+           None if subs is None else tuple(sorted((str(k), v) for k, v in subs.items())),
+           None if previous is not None else "consistent")
+    got = _CLOSURES.get(key) if previous is None else None
+    if got is None:
+        got = _closures(method, loss, batches, orders, subs, previous)
+        if previous is None:
+            _CLOSURES[key] = got
+            while len(_CLOSURES) > 32:
+                _CLOSURES.pop(next(iter(_CLOSURES)))
+    step, field, init_state, project, problem_, b, start_note = got
     notes = [f"method: {method.name}; problem: {prob.name}; float64 iterates and Dopri8 flows"]
-    if method.history == 0:
-        def step(state, h):
-            return method.step(fields_now(), state, h)
-        init_state = None
-        project = None
-    else:
-        k = method.history
-        if previous is not None:
-            prev_list = list(previous) if isinstance(previous, (list, tuple)) and len(
-                previous) == k and k > 1 else [previous]
-
-            def init_state(p0, h):
-                return (p0, *prev_list)
-            notes.append("multistep start: previous iterate(s) given by the user")
-        else:
-            inv = S.inverse(method.series(max(orders) + 2))
-            back = series_map(inv, method, loss, max(orders) + 2, subs)
-
-            def init_state(p0, h):
-                xs = [p0]
-                for _ in range(k):
-                    xs.append(back(xs[-1], h, b))
-                return tuple(xs)
-            notes.append(f"multistep start: consistent previous iterate Phi_h^-1(theta_0) "
-                         f"from the underlying one-step method (trees up to order "
-                         f"{max(orders) + 2})")
-
-        def step(state, h):
-            return method.step(fields_now(), state, h)
-
-        def project(state):
-            return state[0]
-
+    if start_note:
+        notes.append(start_note)
     problem_.check(params0 if not batch_initial else jax.tree.map(lambda a: a[0], params0),
                    problem_.bind(b))
     return run_verification(step, field, params0, hs, orders, horizon, init_state=init_state,
