@@ -26,7 +26,8 @@ from bea import methods as M
 import games
 name, m, p = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 method = {"sgd": lambda: M.sgd(m), "simultaneous": lambda: games.simultaneous(),
-          "alternating": lambda: games.alternating(), "optimistic": lambda: games.optimistic()}[name]()
+          "alternating": lambda: games.alternating(),
+          "optimistic": lambda: games.optimistic()}[name]()
 ntrees = sum(T.count_trees(n, method.ncolors) for n in range(1, p + 2))
 t0 = time.perf_counter()
 try:

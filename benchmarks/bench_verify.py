@@ -5,7 +5,8 @@ for every (h, order, point) run the n = T/h iterates and integrate the truncated
 flow (Dopri8, rtol 1e-12) to T.  bea: one call of ``bea.verify`` (masked lax.scan and ODE
 solves vmapped over h and points).  Baseline: a Python loop over (h, order, point) with a
 jitted step called n times and a jitted diffeqsolve per flow (what a throw-away script
-does).  Both timed warm (second call) and cold.  Writes benchmarks/results/verify_cpu_<P>points.json.
+does).  Both timed warm (second call) and cold.
+Writes benchmarks/results/verify_cpu_<P>points.json.
 
     .venv/bin/python benchmarks/bench_verify.py [--points 8]
 """
