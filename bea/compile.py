@@ -103,6 +103,7 @@ class _Problem:
                              f"{'fields' if self.general else 'losses'} (one per "
                              f"{'player' if self.players else 'color/batch'}), got {len(given)}")
         self.items = given
+        self._checked: set = set()
 
     def bind(self, batches: Sequence[Any] | None) -> list[Callable]:
         if batches is not None and len(batches) != self.ncolors:
@@ -114,6 +115,23 @@ class _Problem:
             else:
                 out.append(lambda p, f=f, b=batches[c]: f(p, b))
         return out
+
+    def check_cached(self, params: Any, batches: Sequence[Any] | None) -> None:
+        """:meth:`check` once per signature (structure, shapes, dtypes of params and
+        batches): the checks trace the losses (``eval_shape``), which otherwise costs
+        about a millisecond on every call."""
+        try:
+            leaves, treedef = jax.tree.flatten((params, batches))
+            sig = (treedef, tuple((v.shape, v.dtype) if hasattr(v, "shape") and
+                                  hasattr(v, "dtype") else type(v) for v in leaves))
+            hash(sig)
+        except TypeError:
+            sig = None
+        if sig is not None and sig in self._checked:
+            return
+        self.check(params, self.bind(batches))
+        if sig is not None:
+            self._checked.add(sig)
 
     def check(self, params: Any, bound: list[Callable]) -> None:
         """Clear errors before any tracing error: integer params, non-scalar losses,
@@ -206,13 +224,13 @@ class CompiledModifiedEquation:
         return out
 
     def terms(self, params: Any, batches: Sequence[Any] | None = None) -> list[Any]:
-        self.problem.check(params, self.problem.bind(batches))
+        self.problem.check_cached(params, batches)
         return self._terms(params, None if batches is None else tuple(batches))
 
     def field(self, params: Any, h: float, batches: Sequence[Any] | None = None,
               order: int | None = None) -> Any:
         """``f_0 + h f_1 + .. + h^order f_order`` at ``params`` (all orders by default)."""
-        self.problem.check(params, self.problem.bind(batches))
+        self.problem.check_cached(params, batches)
         return self._field(params, jnp.asarray(h), None if batches is None else tuple(batches),
                            order)
 
@@ -290,14 +308,14 @@ class CompiledModifiedLoss:
              player: Any = None) -> jax.Array:
         """``L~(params)`` (shared parameters: ``theta' = -grad L~``; games: player p's
         loss normalised so that ``p' = -r_p grad_p L~_p``)."""
-        self.problem.check(params, self.problem.bind(batches))
+        self.problem.check_cached(params, batches)
         return self._loss(params, jnp.asarray(h), None if batches is None else tuple(batches),
                           self._group(player), False)
 
     def regularizer(self, params: Any, h: float, batches: Sequence[Any] | None = None,
                     player: Any = None) -> jax.Array:
         """The implicit regulariser: ``L~ - L~_0`` (orders >= 1)."""
-        self.problem.check(params, self.problem.bind(batches))
+        self.problem.check_cached(params, batches)
         return self._loss(params, jnp.asarray(h), None if batches is None else tuple(batches),
                           self._group(player), True)
 

@@ -20,6 +20,7 @@ import sympy
 from . import render as R
 from . import series as S
 from . import trees as T
+from .cache import cached_modified_field
 from .methods import Method, _check_order
 
 
@@ -50,8 +51,8 @@ class ModifiedEquation:
         self.method = method
         self.order = order
         if series is None:
-            series = S.modified_field(method.series(order + 1, max_trees=max_trees),
-                                      max_trees=max_trees)
+            # a validated JSON disk cache (bea.cache): a repeated derivation costs nothing
+            series = cached_modified_field(method, order, max_trees=max_trees)
         self.series = series
         self.h = sympy.Symbol("h", positive=True)
         if notation is None:
