@@ -66,21 +66,6 @@ def _numeric(coef: sympy.Expr, subs: dict | None, what: str) -> float:
     return float(c)
 
 
-def _gradient_values(nodes, losses: Sequence[Callable], params: Any) -> list[Any]:
-    """``G(i) = grad D^k L_c[G(c_1), .., G(c_k)]`` bottom-up, like
-    :func:`kernels.gradient_elementary_differentials` but *differentiable*: the children
-    enter as closed-over constants of the inner ``jax.grad`` (no ``stop_gradient``), so an
-    outer ``jax.grad``/``jacfwd`` sees their dependence on ``params`` (the modified loss's
-    potential terms and derivatives of the compiled field need it)."""
-    values: list[Any] = []
-    for color, children in nodes:
-        def contraction(p, color=color, children=children):
-            return kernels.nested_jvp(losses[color], p, [values[c] for c in children])
-
-        values.append(jax.grad(contraction)(params))
-    return values
-
-
 class _Problem:
     """Losses/fields bound to a method: validation and per-color callables."""
 
@@ -200,7 +185,7 @@ class CompiledModifiedEquation:
         if self.problem.general or self.problem.players is not None:
             return kernels.elementary_differentials(self.dag.nodes,
                                                     self.problem.fields(bound), params)
-        G = _gradient_values(self.dag.nodes, bound, params)
+        G = kernels.gradient_elementary_differentials(self.dag.nodes, bound, params)
         return [v if self._orders_of[i] % 2 == 0 else tu.tree_scale(-1.0, v)
                 for i, v in enumerate(G)]
 
@@ -275,7 +260,7 @@ class CompiledModifiedLoss:
     def _loss_impl(self, params, h, batches, group, skip0):
         bound = self.problem.bind(batches)
         if self.problem.players is None:
-            G = _gradient_values(self.dag.nodes, bound, params) \
+            G = kernels.gradient_elementary_differentials(self.dag.nodes, bound, params) \
                 if self.dag.nodes else []
         else:
             orders = kernels.node_orders(self.dag.nodes)

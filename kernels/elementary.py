@@ -134,14 +134,24 @@ def gradient_elementary_differentials(nodes: Nodes, losses: Losses, params: PyTr
     ``f_c = -grad L_c`` by ``F(i) = (-1)^{|i|} G(i)`` (see ``node_orders``).
     Each node costs one reverse pass over ``k`` nested forward passes of the
     scalar loss.
+
+    The children enter the inner ``jax.grad`` as closed-over constants (no
+    ``stop_gradient``), so the returned values stay differentiable: an outer
+    ``jax.grad``/``jvp`` of a function of them sees their dependence on ``params``.
     """
     validate_nodes(nodes, losses)
     check_float_params(params)
     values: list[PyTree] = []
-    for color, children in nodes:
+    for i, (color, children) in enumerate(nodes):
 
-        def contraction(p: PyTree, color: int = color, children: tuple = children) -> jax.Array:
-            return loss_contraction(color, children, losses, p, values)
+        def contraction(
+            p: PyTree, color: int = color, children: tuple = children, i: int = i
+        ) -> jax.Array:
+            out = nested_jvp(losses[color], p, [values[c] for c in children])
+            if jax.numpy.shape(out) != ():
+                raise ValueError(f"loss of color {color} (node {i}) must return a scalar, "
+                                 f"got shape {jax.numpy.shape(out)}")
+            return out
 
         values.append(jax.grad(contraction)(params))
     return values
