@@ -310,7 +310,7 @@ def _make_solver(solver: str | diffrax.AbstractSolver) -> tuple[diffrax.Abstract
 @_cached
 def _build_flow(
     vfield: FieldFn,
-    order: int,
+    orders: tuple[int, ...],
     solver: diffrax.AbstractSolver,
     rtol: float,
     atol: float,
@@ -318,36 +318,35 @@ def _build_flow(
     local: bool,
     mode: str,
 ) -> Callable:
-    """Jitted kernel returning errors, scales and solver status for one order.
+    """One jitted kernel returning errors, scales and solver status for ``orders``.
 
-    ``(params0[B], hs, ns, theta_n, theta_1) -> dict`` where every entry has shape
-    ``[K, B]`` (``mode='vmap'``) or ``[B]`` (``mode='loop'``).
+    ``(params0[B], hs, ns, theta_n, theta_1) -> dict`` of ``[O, K, B]`` arrays
+    (``mode='vmap'``) or ``[O, B]`` (``mode='loop'``, one ``h``).  Several orders share
+    one compilation and one dispatch: they run one after another (``lax.map`` over an
+    order index); inside, the truncated field is picked with ``lax.switch`` on that
+    *unbatched* index, so it stays a real branch under ``vmap`` and order ``p`` costs
+    only the terms up to ``p``.  The ODE solver is traced once for all orders.
     """
-    term = diffrax.ODETerm(lambda t, y, h: vfield(y, h, order))
+    branches = [functools.partial(_field_at_order, vfield, p) for p in orders]
+
+    def rhs(t: jax.Array, y: PyTree, args: tuple[jax.Array, jax.Array]) -> PyTree:
+        h, idx = args
+        return lax.switch(idx, branches, y, h)
+
+    term = diffrax.ODETerm(rhs)
     controller = diffrax.PIDController(rtol=rtol, atol=atol)
 
-    def solve(y0: PyTree, h: jax.Array, t1: jax.Array) -> tuple[PyTree, jax.Array]:
+    def solve(y0: PyTree, h: jax.Array, idx: jax.Array, t1: jax.Array):
         sol = diffrax.diffeqsolve(
-            term,
-            solver,
-            t0=jnp.zeros_like(t1),
-            t1=t1,
-            dt0=None,
-            y0=y0,
-            args=h,
-            saveat=diffrax.SaveAt(t1=True),
-            stepsize_controller=controller,
-            max_steps=max_steps,
-            throw=False,
+            term, solver, t0=jnp.zeros_like(t1), t1=t1, dt0=None, y0=y0, args=(h, idx),
+            saveat=diffrax.SaveAt(t1=True), stepsize_controller=controller,
+            max_steps=max_steps, throw=False,
         )
-        y = jax.tree.map(lambda a: a[-1], sol.ys)
-        return y, sol.result == diffrax.RESULTS.successful
+        return jax.tree.map(lambda a: a[-1], sol.ys), sol.result == diffrax.RESULTS.successful
 
-    def per_point(
-        p0: PyTree, h: jax.Array, n: jax.Array, th_n: PyTree, th_1: PyTree
-    ) -> dict[str, jax.Array]:
+    def per_point(p0, h, n, th_n, th_1, idx):
         norm0 = _tree_norm(p0)
-        y_T, ok_T = solve(p0, h, n.astype(h.dtype) * h)
+        y_T, ok_T = solve(p0, h, idx, n.astype(h.dtype) * h)
         out = {
             "err": _tree_dist(th_n, y_T),
             "scale": jnp.maximum(norm0, jnp.maximum(_tree_norm(th_n), _tree_norm(y_T))),
@@ -355,16 +354,24 @@ def _build_flow(
             "norm0": norm0,
         }
         if local:
-            y_h, ok_h = solve(p0, h, h)
+            y_h, ok_h = solve(p0, h, idx, h)
             out["lerr"] = _tree_dist(th_1, y_h)
             out["lscale"] = jnp.maximum(norm0, jnp.maximum(_tree_norm(th_1), _tree_norm(y_h)))
             out["lok"] = ok_h
         return out
 
-    inner = jax.vmap(per_point, in_axes=(0, None, None, 0, 0))
+    fn = jax.vmap(per_point, in_axes=(0, None, None, 0, 0, None))          # points
     if mode == "vmap":
-        return jax.jit(jax.vmap(inner, in_axes=(None, 0, 0, 0, 0)))
-    return jax.jit(inner)
+        fn = jax.vmap(fn, in_axes=(None, 0, 0, 0, 0, None))                # step sizes
+
+    def all_orders(p0, hs, ns, th_n, th_1):
+        return lax.map(lambda i: fn(p0, hs, ns, th_n, th_1, i), jnp.arange(len(orders)))
+
+    return jax.jit(all_orders)
+
+
+def _field_at_order(vfield: FieldFn, order: int, y: PyTree, h: jax.Array) -> PyTree:
+    return vfield(y, h, order)
 
 
 # ----------------------------------------------------------------------------
@@ -814,11 +821,27 @@ def _fit_all(
     slopes: dict[int, float | None] = {}
     per_point: dict[int, list[float | None]] = {}
     n_points = err.shape[2]
+    # least-squares slopes of log e against log h for every (order, point) at once;
+    # same fit as fit_slope (np.polyfit of degree 1) over the usable cells
+    with np.errstate(all="ignore"):
+        use = ~excluded & np.isfinite(err) & (err > 0)                  # [O, K, B]
+        x = np.log(hs)[None, :, None]
+        y = np.where(use, np.log(np.where(use, err, 1.0)), 0.0)
+        m = use.astype(np.float64)
+        cnt = m.sum(axis=1)
+        mx = (m * x).sum(axis=1) / np.maximum(cnt, 1)
+        my = y.sum(axis=1) / np.maximum(cnt, 1)
+        sxy = (m * (x - mx[:, None, :]) * (y - my[:, None, :])).sum(axis=1)
+        sxx = (m * (x - mx[:, None, :]) ** 2).sum(axis=1)
+        fitted_all = sxy / sxx                                            # [O, B]
+        hs_b = np.broadcast_to(hs[None, :, None], use.shape)
+        span_all = (np.where(use, hs_b, -np.inf).max(axis=1)
+                    / np.where(use, hs_b, np.inf).min(axis=1))
+    enough = (cnt >= min_points) & (sxx > 0)
     for i, p in enumerate(orders):
-        vals: list[float | None] = []
-        for b in range(n_points):
-            s, _ = fit_slope(hs, err[i, :, b], ~excluded[i, :, b], min_points=min_points)
-            vals.append(s)
+        vals: list[float | None] = [
+            float(fitted_all[i, b]) if enough[i, b] else None for b in range(n_points)
+        ]
         per_point[p] = vals
         fitted = [v for v in vals if v is not None]
         slopes[p] = float(np.median(fitted)) if fitted else None
@@ -850,14 +873,10 @@ def _fit_all(
                 "points; the median is over those"
             )
         if fitted:
-            spans = []
-            for b in range(n_points):
-                use = ~excluded[i, :, b] & np.isfinite(err[i, :, b]) & (err[i, :, b] > 0)
-                if use.sum() >= min_points:
-                    spans.append(hs[use].max() / hs[use].min())
-            if spans and min(spans) < _MIN_SPAN:
+            spans = span_all[i][enough[i]]
+            if spans.size and spans.min() < _MIN_SPAN:
                 warnings_out.append(
-                    f"order {p} ({kind}): the usable hs span only a factor {min(spans):.3g}; "
+                    f"order {p} ({kind}): the usable hs span only a factor {spans.min():.3g}; "
                     "the slope is unreliable"
                 )
     return slopes, per_point
@@ -882,6 +901,7 @@ def run_verification(
     allow_float32: bool = False,
     notes: Sequence[str] | None = None,
     h_batching: str = "vmap",
+    fuse_orders: bool = True,
     shard: bool | None = None,
     max_steps: int = 65536,
     min_points: int = 3,
@@ -943,6 +963,10 @@ def run_verification(
         memory grows with ``len(hs)``).  ``'loop'``: a Python loop over ``hs`` calling
         kernels compiled once with traced ``h`` and ``n`` (a ``fori_loop`` of exactly
         :math:`n` steps); use it for large models.
+    fuse_orders:
+        ``True`` (default): all orders in one compiled kernel (``lax.map`` over orders,
+        ``lax.switch`` picks the truncated field): one compilation of the ODE solver
+        instead of one per order.  ``False``: one kernel per order.
     shard:
         Shard the initial-point axis over a 1-D device mesh.  ``None`` (default):
         automatically when ``jax.device_count() > 1`` and the batch is divisible by it.
@@ -1041,35 +1065,35 @@ def run_verification(
     with tqdm(
         total=O * K, disable=not progress, desc="BEA verification (h x order)", leave=False
     ) as bar:
-        for i, p in enumerate(orders_l):
+        # one kernel for all orders, or (fuse_orders=False) one kernel per order
+        groups = [tuple(orders_l)] if fuse_orders else [(p,) for p in orders_l]
+        for group in groups:
             t0 = time.perf_counter()
             flow = _build_flow(
-                field, p, ode_solver, rtol_eff, atol_eff, int(max_steps), bool(local), h_batching
+                field, group, ode_solver, rtol_eff, atol_eff, int(max_steps), bool(local),
+                h_batching,
             )
             if h_batching == "vmap":
                 res = jax.device_get(flow(params_b, h_dev, n_dev, th_n, th_1))
-                bar.update(K)
+                bar.update(len(group) * K)
             else:
                 parts = []
                 for j in range(K):
                     sl = lambda a, j=j: a[j]
-                    parts.append(
-                        jax.device_get(
-                            flow(
-                                params_b,
-                                h_dev[j],
-                                n_dev[j],
-                                jax.tree.map(sl, th_n),
-                                jax.tree.map(sl, th_1),
-                            )
-                        )
-                    )
-                    bar.update(1)
-                res = {k: np.stack([q[k] for q in parts]) for k in keys}
-            err[i], ok[i], scale[i], norm0[i] = res["err"], res["ok"], res["scale"], res["norm0"]
+                    parts.append(jax.device_get(flow(
+                        params_b, h_dev[j], n_dev[j], jax.tree.map(sl, th_n),
+                        jax.tree.map(sl, th_1))))
+                    bar.update(len(group))
+                res = {k: np.stack([q[k] for q in parts], axis=1) for k in keys}
+            rows = [orders_l.index(p) for p in group]
+            err[rows], ok[rows], scale[rows], norm0[rows] = (
+                res["err"], res["ok"], res["scale"], res["norm0"])
             if local:
-                lerr[i], lok[i], lscale[i] = res["lerr"], res["lok"], res["lscale"]
-            timings[f"order_{p}_s"] = time.perf_counter() - t0
+                lerr[rows], lok[rows], lscale[rows] = res["lerr"], res["lok"], res["lscale"]
+            name = "flows_s" if fuse_orders else f"order_{group[0]}_s"
+            timings[name] = time.perf_counter() - t0
+    if fuse_orders and O > 1:
+        all_notes.append(f"all {O} orders integrated by one compiled kernel")
 
     # 3. classify and fit
     cls_args = (eps, rtol_eff, atol_eff, roundoff_factor, solver_factor, diverge_factor)

@@ -265,7 +265,7 @@ def verify(method: Method, loss: Any = None, params0: Any = None, *,
     notes = [f"method: {method.name}; problem: {prob.name}; float64 iterates and Dopri8 flows"]
     if start_note:
         notes.append(start_note)
-    problem_.check(params0 if not batch_initial else jax.tree.map(lambda a: a[0], params0),
-                   problem_.bind(b))
+    problem_.check_cached(
+        params0 if not batch_initial else jax.tree.map(lambda a: a[0], params0), b)
     return run_verification(step, field, params0, hs, orders, horizon, init_state=init_state,
                             project=project, batch_initial=batch_initial, notes=notes, **kw)

@@ -142,6 +142,24 @@ def test_batch_of_initial_points_and_loop_mode(report):
         assert rep.slopes[p] == pytest.approx(np.median(rep.slopes_all[p]))
 
 
+def test_fused_orders_equal_per_order_kernels(report):
+    """One kernel for all orders (lax.switch on the order) == one kernel per order, and the
+    vectorised slope fit == fit_slope point by point."""
+    pts = jnp.asarray([THETA0, [0.8, 0.9], [1.2, 0.2]])
+    kw = dict(batch_initial=True, progress=False)
+    fused = run_verification(gd_step, gd_field, pts, HS, [2, 0, 1], T, **kw)
+    split = run_verification(gd_step, gd_field, pts, HS, [2, 0, 1], T, fuse_orders=False, **kw)
+    assert fused.orders == [2, 0, 1]
+    np.testing.assert_allclose(fused.errors_all, split.errors_all, rtol=1e-9)
+    np.testing.assert_allclose(fused.local_errors_all, split.local_errors_all, rtol=1e-9)
+    np.testing.assert_allclose(fused.errors_all[[1, 2, 0], :, 0], report.errors, rtol=1e-6)
+    assert np.all(np.diff(fused.hs) < 0) or np.all(np.diff(fused.hs) > 0)
+    for i, p in enumerate(fused.orders):
+        for b in range(3):
+            s, _ = fit_slope(fused.hs, fused.errors_all[i, :, b])
+            assert fused.slopes_all[p][b] == pytest.approx(s, rel=1e-10)
+
+
 def test_float32_flattens_and_flags_roundoff():
     hs = integer_step_sizes(T, 0.08, factor=16, num=6)  # down to h ~ 0.005
     with jax.enable_x64(False):
