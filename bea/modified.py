@@ -36,7 +36,7 @@ class Term:
         return T.order(self.tree) - 1
 
 
-class ModifiedEquation:
+class ModifiedEquation(R.PrintsItself):
     """The modified vector field of ``method`` truncated after ``h^order``.
 
     ``terms(k)`` lists ``Term(b(t)/sigma(t), t)`` for the trees of ``f_k``; ``str`` prints
@@ -119,15 +119,6 @@ class ModifiedEquation:
             hk = "" if k == 0 else ("h" if k == 1 else f"h^{{{k}}}")
             parts.append(f"{hk}\\left({body}\\right)" if hk else body)
         return r"\tilde f = " + (" + ".join(parts) if parts else "0")
-
-    def _repr_latex_(self) -> str:
-        return f"$${self.latex()}$$"
-
-    def _sympystr(self, printer: Any) -> str:
-        return str(self)
-
-    def _latex(self, printer: Any) -> str:
-        return self.latex()
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, loss: Any = None, vars: Sequence[Any] | str | None = None, *,

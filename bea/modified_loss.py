@@ -67,7 +67,7 @@ class RemainderTerm:
     tree: int
 
 
-class ModifiedLoss:
+class ModifiedLoss(R.PrintsItself):
     """Modified loss of a method to ``O(h^order)``: potential part plus stop-gradient
     remainder, per power of h (and per player for games).
 
@@ -280,15 +280,6 @@ class ModifiedLoss:
         if g is None and self.prefactor != 1:
             body = rf"{sympy.latex(self.prefactor)} \left({body}\right)"
         return rf"\tilde L = {body}"
-
-    def _repr_latex_(self) -> str:
-        return f"$${self.latex()}$$"
-
-    def _sympystr(self, printer: Any) -> str:
-        return str(self)
-
-    def _latex(self, printer: Any) -> str:
-        return self.latex()
 
     def __repr__(self) -> str:
         return f"<ModifiedLoss {self.method.name} order={self.order}>"

@@ -14,6 +14,7 @@ Three notations (a :class:`Notation` is chosen from how the fields arise):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import sympy
 
@@ -83,6 +84,34 @@ def _latex_name(name: str) -> str:
     return name
 
 
+def _hessian_chain(t: int) -> tuple[int, int]:
+    """``t`` = a chain of ``p`` single-child vertices of one color above subtree ``u``:
+    in gradient notation ``G(t) = H_c^p G(u)`` (each single-child vertex is a Hessian)."""
+    c = T.color(t)
+    p, u = 1, T.children(t)[0]
+    while len(T.children(u)) == 1 and T.color(u) == c:
+        p, u = p + 1, T.children(u)[0]
+    return p, u
+
+
+class PrintsItself:
+    """Mixin for results that print themselves in notebooks and sympy printers: the class
+    defines ``__str__`` and ``latex()``; this adds ``_repr_latex_`` (Jupyter) and
+    ``_sympystr`` / ``_latex`` (``sympy.sstr``, ``sympy.latex``)."""
+
+    def latex(self) -> str:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def _repr_latex_(self) -> str:
+        return f"$${self.latex()}$$"
+
+    def _sympystr(self, printer: Any) -> str:
+        return str(self)
+
+    def _latex(self, printer: Any) -> str:
+        return self.latex()
+
+
 @dataclass(frozen=True)
 class GradientNotation:
     """``f_c = -grad L_c`` on shared parameters."""
@@ -103,10 +132,7 @@ class GradientNotation:
         if not ch:
             return f"grad {self._loss(c)}"
         if len(ch) == 1:
-            # chain of Hessians: H_c^p applied to the rest
-            p, u = 1, ch[0]
-            while len(T.children(u)) == 1 and T.color(u) == c:
-                p, u = p + 1, T.children(u)[0]
+            p, u = _hessian_chain(t)
             hs = "H" + self._suffix(c) + (f"^{p}" if p > 1 else "")
             return f"{hs} {self.text(u)}"
         args = ", ".join(self.text(u) for u in ch)
@@ -118,9 +144,7 @@ class GradientNotation:
         if not ch:
             return rf"\nabla {loss}"
         if len(ch) == 1:
-            p, u = 1, ch[0]
-            while len(T.children(u)) == 1 and T.color(u) == c:
-                p, u = p + 1, T.children(u)[0]
+            p, u = _hessian_chain(t)
             suf = self._suffix(c).lstrip("_")
             hs = "H" + (f"_{{{suf}}}" if suf else "") + (f"^{{{p}}}" if p > 1 else "")
             return f"{hs} {self.latex(u)}"
