@@ -13,6 +13,16 @@ def _enable_x64() -> None:
     jax.config.update("jax_enable_x64", True)
 
 
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return n
+
+
 def cmd_verify(args: argparse.Namespace, method_options: Callable) -> int:
     _enable_x64()
     from .registry import get_method
@@ -20,7 +30,8 @@ def cmd_verify(args: argparse.Namespace, method_options: Callable) -> int:
 
     method = get_method(args.method, **method_options(args))
     orders = list(range(args.order + 1))
-    report = verify(method, problem=args.problem, orders=orders, progress=not args.quiet)
+    report = verify(method, problem=args.problem, orders=orders, progress=not args.quiet,
+                    points=args.points)
     print(report)
     if args.plot:
         report.plot(args.plot)
@@ -54,6 +65,12 @@ def add_commands(sub: argparse._SubParsersAction, add_method_args: Callable,
                        "(float64): error table, fitted slopes, plot")
     add_method_args(p)
     p.set_defaults(order=3)
+    for action in p._actions:  # the shared --order help says default 2; verify uses 3
+        if "--order" in action.option_strings:
+            action.help = "highest order p of the modified flow to check (default 3)"
+    p.add_argument("--points", type=_positive_int, default=None,
+                   help="sweep N initial points around the problem's start (one vmapped "
+                   "computation; errors are medians over points)")
     p.add_argument("--problem", default=None,
                    help="built-in problem: default (2-D non-quadratic loss), mlp, game")
     p.add_argument("--plot", nargs="?", const="bea-verify.png", default=None,

@@ -106,6 +106,22 @@ def _default_problem(ncolors: int, game: bool, which: str) -> Problem:
     raise ValueError(f"unknown problem {which!r}: use 'default', 'mlp' or 'game'")
 
 
+def initial_points(params0: Any, n: int, *, spread: float = 0.1, seed: int = 0) -> Any:
+    """``n`` initial points around ``params0`` for a sweep with ``batch_initial=True``:
+    every leaf gets a leading axis of size ``n``; point 0 is ``params0`` itself and the
+    others add independent ``N(0, spread^2)`` noise to every entry."""
+    if int(n) < 1:
+        raise ValueError(f"the number of initial points must be >= 1, got {n}")
+    leaves, treedef = jax.tree.flatten(params0)
+    keys = jax.random.split(jax.random.PRNGKey(seed), len(leaves))
+    out = []
+    for key, leaf in zip(keys, leaves, strict=True):
+        leaf = jnp.asarray(leaf)
+        noise = spread * jax.random.normal(key, (int(n), *leaf.shape), dtype=leaf.dtype)
+        out.append((leaf[None] + noise).at[0].set(leaf))
+    return jax.tree.unflatten(treedef, out)
+
+
 # ----------------------------------------------------------------------------- series map
 
 
@@ -217,13 +233,17 @@ def verify(method: Method, loss: Any = None, params0: Any = None, *,
            problem: str | Problem | None = None, batches: Sequence[Any] | None = None,
            hs: Sequence[float] | None = None, orders: Sequence[int] = (0, 1, 2, 3),
            horizon: float | None = None, previous: Any = None, subs: dict | None = None,
-           batch_initial: bool = False, **kw: Any) -> VerificationReport:
+           batch_initial: bool = False, points: int | None = None,
+           **kw: Any) -> VerificationReport:
     """Verify the modified equation of ``method`` against its real iterates.
 
     Give ``loss`` (``L(params, batch)``, one per color, or ``(L_1, L_2)`` for games) and
     ``params0``, or ``problem="default" | "mlp" | "game"`` for a built-in one.  ``hs``
     and ``horizon`` default to a grid scaled by the method's time scales; ``T/h`` must
     be an integer.  ``subs`` gives numeric values for symbolic method parameters.
+    ``points=N`` sweeps ``N`` initial points around ``params0`` (see
+    :func:`initial_points`) in the same compiled computation; errors are then medians
+    over points and ``report.slopes_all`` has the slope of every point.
     Needs ``jax_enable_x64`` (float64); other keywords go to
     :func:`bea.verification.run_verification` (``allow_float32``, ``rtol``, ...).
     """
@@ -244,6 +264,12 @@ def verify(method: Method, loss: Any = None, params0: Any = None, *,
         raise ValueError(f"{method.name} has symbolic parameters ({names}): verification "
                          f"needs numbers, e.g. subs={{'{method.parameters[0]}': 0.5}} or "
                          f"a numeric method such as heavy_ball(0.9)")
+    if points is not None:
+        if batch_initial:
+            raise ValueError("points= makes the initial points itself; give either points= "
+                             "or batch_initial=True with batched params0, not both")
+        params0 = initial_points(params0, points)
+        batch_initial = True
     orders = [int(p) for p in orders]
     if hs is None:
         grid, T_auto = _auto_grid(method, prob, subs, max(orders))

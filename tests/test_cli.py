@@ -78,3 +78,14 @@ def test_verify_command(capsys, tmp_path):
     code, out, _ = run(capsys, "verify", "gd", "--order", "1", "--plot", str(png), "--quiet")
     assert code == 0 and png.exists()
     assert "order 1: global 2.0" in out
+
+
+def test_verify_command_points(capsys):
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    code, out, _ = run(capsys, "verify", "gd", "--order", "1", "--points", "3", "--quiet")
+    assert code == 0 and "3 initial point(s)" in out and "median over initial points" in out
+    with pytest.raises(SystemExit):
+        run(capsys, "verify", "gd", "--points", "0")
+    assert "whole number >= 1" in capsys.readouterr().err

@@ -86,3 +86,26 @@ def test_inconsistent_start_breaks_the_slope():
 def test_symbolic_parameter_needs_numbers():
     with pytest.raises(ValueError, match="symbolic parameters"):
         verify(M.heavy_ball(), progress=False)
+
+
+def test_initial_points_and_points_sweep():
+    from bea.verify import initial_points
+
+    p0 = (jnp.array([0.8, -0.5]), jnp.array([0.6]))
+    pts = initial_points(p0, 5, spread=0.2, seed=1)
+    assert pts[0].shape == (5, 2) and pts[1].shape == (5, 1)
+    assert jnp.array_equal(pts[0][0], p0[0]) and jnp.array_equal(pts[1][0], p0[1])
+    assert float(jnp.min(jnp.abs(pts[0][1:] - p0[0]))) > 0  # the others are moved
+    with pytest.raises(ValueError, match=">= 1"):
+        initial_points(p0, 0)
+
+    single = verify(M.gd(), orders=(0, 1), progress=False)
+    many = verify(M.gd(), orders=(0, 1), points=4, progress=False)
+    assert many.n_initial == 4 and many.errors_all.shape[-1] == 4
+    # point 0 is the problem's own start: same errors as the single-point run
+    assert jnp.allclose(many.errors_all[:, :, 0], single.errors, rtol=1e-8)
+    for p in (0, 1):
+        assert all(abs(s - (p + 1)) <= 0.15 for s in many.slopes_all[p]), many
+    with pytest.raises(ValueError, match="either points="):
+        verify(M.gd(), lambda p, b: jnp.sum(p**2), jnp.zeros((2, 2)), batches=[None],
+               batch_initial=True, points=2)
