@@ -560,11 +560,12 @@ class VerificationReport:
     # -- plotting -----------------------------------------------------------
 
     def plot(self, path: str | os.PathLike | None = None, kind: str = "global") -> Any:
-        """Log-log plot of error vs ``h`` per order, with dashed reference slopes.
+        r"""Log-log plot of error vs ``h`` per order, with dashed reference slopes.
 
-        The reference line for order :math:`p` is :math:`e_0 (h / h_0)^{s}` with
-        :math:`s = p + 1` (global) or :math:`p + 2` (local), anchored at the
-        order's smallest-``h`` usable point :math:`(h_0, e_0)`.  Flagged cells are
+        The reference line for order :math:`p` is :math:`0.4\, e_0 (h / h_0)^{s}` with
+        :math:`s = p + 1` (global) or :math:`p + 2` (local), anchored just below the
+        order's smallest-``h`` usable point :math:`(h_0, e_0)` (offset so that it stays
+        visible when the data follow it exactly).  Flagged cells are
         drawn hollow; the round-off floor is dotted grey.  Uses the Agg canvas (no
         pyplot state); saves to ``path`` (format from the suffix, e.g. png/pdf) when
         given and returns the :class:`matplotlib.figure.Figure`.
@@ -597,7 +598,8 @@ class VerificationReport:
                 j0 = int(np.flatnonzero(good)[0])  # hs ascending: smallest usable h
                 h0, e0 = self.hs[j0], e[j0]
                 ax.loglog(
-                    self.hs, e0 * (self.hs / h0) ** expected[p], "--", color=colors[i], alpha=0.6
+                    self.hs, 0.4 * e0 * (self.hs / h0) ** expected[p], "--", color=colors[i],
+                    alpha=0.6, label="reference slopes (offset)" if i == 0 else None,
                 )
         if floors is not None and np.any(np.isfinite(floors)):
             ax.loglog(self.hs, np.nanmax(floors, axis=0), ":", color="0.5", label="round-off floor")
