@@ -133,21 +133,23 @@ def _corrupt_checksum(path):
     path.write_text(json.dumps(data))
 
 
-def _corrupt_coefficient_resigned(path):
+def _write_resigned(path, data):
     # a consistent checksum over a bad entry: must still be caught on parsing
-    data = json.loads(path.read_text())
-    data["trees"][0][1] = "__import__('os').system('echo hacked')"
     payload = {k: v for k, v in data.items() if k != "checksum"}
     data["checksum"] = C._checksum(payload)
     path.write_text(json.dumps(data))
+
+
+def _corrupt_coefficient_resigned(path):
+    data = json.loads(path.read_text())
+    data["trees"][0][1] = "__import__('os').system('echo hacked')"
+    _write_resigned(path, data)
 
 
 def _corrupt_tree_resigned(path):
     data = json.loads(path.read_text())
     data["trees"][0][0] = "[[.,"
-    payload = {k: v for k, v in data.items() if k != "checksum"}
-    data["checksum"] = C._checksum(payload)
-    path.write_text(json.dumps(data))
+    _write_resigned(path, data)
 
 
 def _corrupt_version(path):

@@ -30,6 +30,11 @@ from bea import modified_equation  # noqa: E402
 from bea.modified_loss import modified_loss  # noqa: E402
 
 R = sp.Rational
+try:
+    from tests.method_table import GAMES, SHARED
+except ImportError:  # pragma: no cover
+    from method_table import GAMES, SHARED
+
 x, y, u = sp.symbols("x y u", real=True)
 ORDER = 3
 H_STEP = 0.5
@@ -75,19 +80,6 @@ def G2(p):
     return -X * Y + Y**3 / 3 + X**2 * Y**2 / 4 + U * Y**4 / 8
 
 
-SHARED = {
-    "gd": M.gd, "explicit_midpoint": M.explicit_midpoint, "heun": M.heun, "rk4": M.rk4,
-    "extragradient": M.extragradient, "proximal_point": M.proximal_point,
-    "heavy_ball": lambda: M.heavy_ball(R(1, 3)), "nesterov": lambda: M.nesterov(R(1, 2)),
-    "sgd2": lambda: M.sgd(2), "sgd3": lambda: M.sgd(3),
-    "sgd3_avg": lambda: M.sgd(3, average_orderings=True),
-}
-GAMES = {
-    "simultaneous": lambda: games.simultaneous((1, 2)),
-    "alternating": lambda: games.alternating((R(1, 2), 1)),
-    "game_extragradient": lambda: games.extragradient((1, 1)),
-    "optimistic": lambda: games.optimistic((1, R(1, 3))),
-}
 ALL = sorted(SHARED) + sorted(GAMES)
 
 

@@ -21,6 +21,10 @@ except ImportError:  # pragma: no cover
 x, y, u, h = sp.symbols("x y u h", real=True)
 beta = M.BETA
 R = sp.Rational
+try:
+    from tests.method_table import GAMES, SHARED
+except ImportError:  # pragma: no cover
+    from method_table import GAMES, SHARED
 
 
 def _check_identity(ml, losses, xs, players=None):
@@ -188,34 +192,21 @@ def _random_poly(rng, xs, deg=3):
     return sum(terms) + xs[0] ** 4 / 4
 
 
-ALL_METHODS = {
-    "gd": M.gd, "explicit_midpoint": M.explicit_midpoint, "heun": M.heun, "rk4": M.rk4,
-    "extragradient": M.extragradient, "proximal_point": M.proximal_point,
-    "heavy_ball": lambda: M.heavy_ball(R(1, 3)), "nesterov": lambda: M.nesterov(R(1, 2)),
-    "sgd2": lambda: M.sgd(2), "sgd3": lambda: M.sgd(3),
-    "sgd3_avg": lambda: M.sgd(3, average_orderings=True),
-}
-GAME_METHODS = {
-    "simultaneous": lambda: games.simultaneous((1, 2)),
-    "alternating": lambda: games.alternating((R(1, 2), 1)),
-    "game_extragradient": lambda: games.extragradient((1, 1)),
-    "optimistic": lambda: games.optimistic((1, R(1, 3))),
-}
 
 
-@pytest.mark.parametrize("name", sorted(ALL_METHODS))
+@pytest.mark.parametrize("name", sorted(SHARED))
 def test_minus_grad_of_loss_is_field(name):
     rng = random.Random(hash(name) % 1000)
-    method = ALL_METHODS[name]()
+    method = SHARED[name]()
     deg = 3 if method.ncolors == 1 else 2   # several batches: keep sympy work small
     losses = [_random_poly(rng, [x, y], deg) for _ in range(method.ncolors)]
     ml = modified_loss(method, 3)
     _check_identity(ml, losses if len(losses) > 1 else losses[0], [x, y])
 
 
-@pytest.mark.parametrize("name", sorted(GAME_METHODS))
+@pytest.mark.parametrize("name", sorted(GAMES))
 def test_minus_grad_of_player_losses_is_field(name):
-    ml = modified_loss(GAME_METHODS[name](), 3)
+    ml = modified_loss(GAMES[name](), 3)
     _check_identity(ml, (G1, G2), None, players=(PX, PY))
 
 
