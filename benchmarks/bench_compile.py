@@ -37,6 +37,8 @@ import subprocess
 import sys
 import time
 
+from _markdown import table  # benchmarks/ is on sys.path when a script here is run
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
@@ -396,52 +398,53 @@ def write_md(path: str, res: dict) -> None:
               f"{a['max_rel_diff']:.1e} (relative, up to sign).", ""]
     b = res.get("b")
     if b:
-        L += ["## (b) order-k term alone, in gradient evaluations", "",
-              "| params | order k | DAG nodes | trees in f_k | grad ms | f_k ms | "
-              "gradients | first call s |", "|---|---|---|---|---|---|---|---|"]
-        for r in b:
-            L.append(f"| {r['params']:,} | {r['order']} | {r['nodes']} | {r['trees']} | "
-                     f"{r['grad_ms']:.3f} | {r['term_ms']:.3f} | {r['in_gradients']:.2f} | "
-                     f"{r['first_call_s']:.2f} |")
+        L += ["## (b) order-k term alone, in gradient evaluations", ""]
+        L += table(
+            ["params", "order k", "DAG nodes", "trees in f_k", "grad ms", "f_k ms",
+             "gradients", "first call s"],
+            [[f"{r['params']:,}", f"{r['order']}", f"{r['nodes']}", f"{r['trees']}",
+              f"{r['grad_ms']:.3f}", f"{r['term_ms']:.3f}", f"{r['in_gradients']:.2f}",
+              f"{r['first_call_s']:.2f}"] for r in b])
         L.append("")
     c = res.get("c")
     if c:
-        L += ["## (c) against dense jax.hessian / jacfwd(hessian)", "",
-              "| params | dense f_1 ms | compiled f_1 ms | dense/compiled | "
-              "dense f_2 ms | compiled f_2 ms | dense/compiled | max rel diff |",
-              "|---|---|---|---|---|---|---|---|"]
+        rows = []
         for r in c:
-            d2 = (f"{r['dense2_ms']:.3f} | {r['compiled2_ms']:.3f} | "
-                  f"{r['dense2_over_compiled']:.2f}x") if "dense2_ms" in r else "- | - | -"
-            d1 = (f"{r['dense1_ms']:.3f} | {r['compiled1_ms']:.3f} | "
-                  f"{r['dense1_over_compiled']:.2f}x") if "dense1_ms" in r else \
-                f"{r.get('dense1_error', '-')} | {r['compiled1_ms']:.3f} | -"
+            d2 = ([f"{r['dense2_ms']:.3f}", f"{r['compiled2_ms']:.3f}",
+                   f"{r['dense2_over_compiled']:.2f}x"] if "dense2_ms" in r else ["-"] * 3)
+            d1 = ([f"{r['dense1_ms']:.3f}", f"{r['compiled1_ms']:.3f}",
+                   f"{r['dense1_over_compiled']:.2f}x"] if "dense1_ms" in r else
+                  [f"{r.get('dense1_error', '-')}", f"{r['compiled1_ms']:.3f}", "-"])
             diff = max(r.get("order1_rel_diff", 0.0), r.get("order2_rel_diff", 0.0))
-            L.append(f"| {r['params']:,} | {d1} | {d2} | {diff:.1e} |")
+            rows.append([f"{r['params']:,}", *d1, *d2, f"{diff:.1e}"])
+        L += ["## (c) against dense jax.hessian / jacfwd(hessian)", ""]
+        L += table(["params", "dense f_1 ms", "compiled f_1 ms", "dense/compiled",
+                    "dense f_2 ms", "compiled f_2 ms", "dense/compiled", "max rel diff"], rows)
         L += ["", res.get("c_note", ""), ""]
     d = res.get("d")
     if d:
-        L += ["## (d) first call (trace + XLA compile) of the field through order k", "",
-              "| params | order k | DAG nodes | derive s | first call s | steady ms | "
-              "steady, gradients |", "|---|---|---|---|---|---|---|"]
-        for r in d:
-            L.append(f"| {r['params']:,} | {r['order']} | {r['nodes']} | {r['derive_s']:.3f} | "
-                     f"{r['first_call_s']:.2f} | {r['steady_ms']:.2f} | "
-                     f"{r['steady_in_gradients']:.2f} |")
+        L += ["## (d) first call (trace + XLA compile) of the field through order k", ""]
+        L += table(
+            ["params", "order k", "DAG nodes", "derive s", "first call s", "steady ms",
+             "steady, gradients"],
+            [[f"{r['params']:,}", f"{r['order']}", f"{r['nodes']}", f"{r['derive_s']:.3f}",
+              f"{r['first_call_s']:.2f}", f"{r['steady_ms']:.2f}",
+              f"{r['steady_in_gradients']:.2f}"] for r in d])
         L.append("")
     e = res.get("e")
     if e:
-        L += ["## (e) peak memory (fresh process each, ru_maxrss)", "",
-              "| what | params | param MB | RSS before MB | peak RSS MB | first call s | "
-              "second call s |", "|---|---|---|---|---|---|---|"]
+        rows = []
         for r in e:
             if "error" in r:
-                L.append(f"| order {r['order']} | error: {r['error'][-200:]!r} |")
+                rows.append(f"| order {r['order']} | error: {r['error'][-200:]!r} |")
                 continue
             what = "gradient" if r["order"] == 0 else f"GD field through order {r['order']}"
-            L.append(f"| {what} | {r['params']:,} | {r['param_mb']:.0f} | "
-                     f"{r['baseline_rss_mb']:.0f} | {r['peak_rss_mb']:.0f} | "
-                     f"{r['first_call_s']:.1f} | {r['second_call_s']:.1f} |")
+            rows.append([what, f"{r['params']:,}", f"{r['param_mb']:.0f}",
+                         f"{r['baseline_rss_mb']:.0f}", f"{r['peak_rss_mb']:.0f}",
+                         f"{r['first_call_s']:.1f}", f"{r['second_call_s']:.1f}"])
+        L += ["## (e) peak memory (fresh process each, ru_maxrss)", ""]
+        L += table(["what", "params", "param MB", "RSS before MB", "peak RSS MB",
+                    "first call s", "second call s"], rows)
         L += ["", "A dense Hessian of the largest model would take "
               f"{e[-1].get('params', 0) ** 2 * 4 / 1e12:.0f} TB.", ""]
     L += [f"Total benchmark wall time: {res['wall_s']:.0f} s.", ""]

@@ -37,6 +37,7 @@ jax.config.update("jax_enable_x64", True)
 import diffrax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+from _markdown import table  # noqa: E402  (benchmarks/ is on sys.path for scripts here)
 
 from bea import methods as M  # noqa: E402
 from bea import modified_equation  # noqa: E402
@@ -122,37 +123,41 @@ def main() -> None:
                "python": sys.version.split()[0], "jax": jax.__version__,
                "backend": jax.default_backend(), "device": dev.device_kind}
     res = {"machine": machine, "method": "gd", "orders": list(ORDERS), "hs": list(hs),
-           "horizon": T, "solver": "Dopri8 rtol 1e-12 atol 1e-14", "rows": rows}
+           "horizon": T, "solver": "Dopri8 rtol 1e-12 atol 1e-14", "reps": args.reps,
+           "rows": rows}
     os.makedirs("benchmarks/results", exist_ok=True)
     base = f"benchmarks/results/verify_{jax.default_backend()}"
     with open(base + ".json", "w") as f:
         json.dump(res, f, indent=1)
+    write_md(base + ".md", res)
+
+
+def write_md(path: str, res: dict) -> None:
+    """The Markdown table of ``res`` (the JSON this script writes)."""
+    machine, hs = res["machine"], res["hs"]
     lines = [
-        f"# Verification sweep vs a Python loop ({jax.default_backend()})", "",
+        f"# Verification sweep vs a Python loop ({machine['backend']})", "",
         f"Machine: {machine['platform']}, {machine['cpus']} CPUs, Python {machine['python']}, "
         f"jax {machine['jax']}, device {machine['device']}; float64.", "",
-        f"Work per initial point: GD on the built-in 2-D problem, orders {list(ORDERS)}, "
-        f"{len(hs)} step sizes (h = {hs[0]:.4g}..{hs[-1]:.4g}, T = {T}), iterates + one Dopri8 "
-        "solve (rtol 1e-12) per (h, order). bea = one `bea.verify` call including its "
-        "report; loop = Python loop over (h, order, point) of a jitted step and a jitted "
-        "`diffeqsolve`. Warm = median of "
-        f"{args.reps} repeat calls; cold = first call with that shape (compilation); only the "
-        "first row is a fresh process (later rows: bea recompiles for the new batch shape, "
-        "the loop's per-point kernels are already compiled).", "",
-        "| points | cells | bea warm ms | loop warm ms | warm ratio | bea cold s | loop cold s "
-        "| cold ratio | max rel diff of errors |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"Work per initial point: GD on the built-in 2-D problem, orders {res['orders']}, "
+        f"{len(hs)} step sizes (h = {hs[0]:.4g}..{hs[-1]:.4g}, T = {res['horizon']}), iterates "
+        "+ one Dopri8 solve (rtol 1e-12) per (h, order). bea = one `bea.verify` call "
+        "including its report; loop = Python loop over (h, order, point) of a jitted step "
+        "and a jitted `diffeqsolve`. Warm = median of "
+        f"{res.get('reps', 5)} repeat calls; cold = first call with that shape (compilation); "
+        "only the first row is a fresh process (later rows: bea recompiles for the new batch "
+        "shape, the loop's per-point kernels are already compiled).", "",
     ]
-    for r in rows:
-        lines.append(
-            f"| {r['points']} | {r['cells']} | {1e3 * r['bea_warm_s']:.1f} | "
-            f"{1e3 * r['loop_warm_s']:.1f} | **{r['ratio_warm']:.1f}x** | "
-            f"{r['bea_cold_s']:.2f} | {r['loop_cold_s']:.2f} | {r['ratio_cold']:.2f}x | "
-            f"{r['max_rel_error_difference']:.1e} |")
-    with open(base + ".md", "w") as f:
+    lines += table(
+        ["points", "cells", "bea warm ms", "loop warm ms", "warm ratio", "bea cold s",
+         "loop cold s", "cold ratio", "max rel diff of errors"],
+        [[f"{r['points']}", f"{r['cells']}", f"{1e3 * r['bea_warm_s']:.1f}",
+          f"{1e3 * r['loop_warm_s']:.1f}", f"**{r['ratio_warm']:.1f}x**",
+          f"{r['bea_cold_s']:.2f}", f"{r['loop_cold_s']:.2f}", f"{r['ratio_cold']:.2f}x",
+          f"{r['max_rel_error_difference']:.1e}"] for r in res["rows"]])
+    with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
-
 
 if __name__ == "__main__":
     main()
