@@ -28,10 +28,11 @@ def _method_options(args: argparse.Namespace) -> dict:
     return opts
 
 
-def _add_method_args(p: argparse.ArgumentParser) -> None:
+def _add_method_args(p: argparse.ArgumentParser, order: int = 2) -> None:
     p.add_argument("method", help="gd, sgd, rk4, heun, explicit-midpoint, extragradient, "
                    "proximal-point, heavy-ball, nesterov, simultaneous, alternating, ...")
-    p.add_argument("--order", type=int, default=2, help="highest power of h (default 2)")
+    p.add_argument("--order", type=int, default=order,
+                   help=f"highest power of h (default {order})")
     p.add_argument("--batches", type=int, help="number of exact batches (sgd)")
     p.add_argument("--beta", help="momentum: a number or a symbol name (default: beta)")
     p.add_argument("--lr", help="per-player rates for games, e.g. 'alpha,lam' or '1,2'")

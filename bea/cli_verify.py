@@ -63,11 +63,7 @@ def add_commands(sub: argparse._SubParsersAction, add_method_args: Callable,
                  method_options: Callable) -> None:
     p = sub.add_parser("verify", help="check a modified equation against real iterates "
                        "(float64): error table, fitted slopes, plot")
-    add_method_args(p)
-    p.set_defaults(order=3)
-    for action in p._actions:  # the shared --order help says default 2; verify uses 3
-        if "--order" in action.option_strings:
-            action.help = "highest order p of the modified flow to check (default 3)"
+    add_method_args(p, order=3)
     p.add_argument("--points", type=_positive_int, default=None,
                    help="sweep N initial points around the problem's start (one vmapped "
                    "computation; errors are medians over points)")

@@ -227,17 +227,43 @@ def fit_slope(
     Returns ``(slope, None)``, or ``(None, reason)`` when fewer than ``min_points``
     usable (finite, positive, not excluded) points remain.
     """
+    errors = np.asarray(errors, dtype=np.float64)[:, None]
+    usable = None if usable is None else np.asarray(usable, dtype=bool)[:, None]
+    slope, count, _ = _fit_slopes(hs, errors, usable)
+    k = int(count[0])
+    if k < min_points or not np.isfinite(slope[0]):
+        return None, f"only {k} usable h value(s), need >= {min_points}"
+    return float(slope[0]), None
+
+
+def _fit_slopes(
+    hs: np.ndarray, errors: np.ndarray, usable: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Least-squares slopes of :math:`\\log e` against :math:`\\log h` along axis ``-2``
+    of ``errors`` (``[..., K, B]``, ``K = len(hs)``), every column at once, over the cells
+    that are finite, positive and ``usable``.  Returns ``(slopes, counts, spans)`` of
+    shape ``[..., B]``: the slope (nan with fewer than two distinct usable ``h``), the
+    number of usable cells and ``max h / min h`` over them."""
     hs = np.asarray(hs, dtype=np.float64)
     errors = np.asarray(errors, dtype=np.float64)
-    ok = np.isfinite(errors) & (errors > 0)
-    if usable is not None:
-        ok &= np.asarray(usable, dtype=bool)
-    k = int(ok.sum())
-    if k < min_points:
-        return None, f"only {k} usable h value(s), need >= {min_points}"
-    x, y = np.log(hs[ok]), np.log(errors[ok])
-    slope = float(np.polyfit(x, y, 1)[0])
-    return slope, None
+    with np.errstate(all="ignore"):
+        use = np.isfinite(errors) & (errors > 0)
+        if usable is not None:
+            use &= usable
+        shape = (len(hs), 1)
+        x = np.log(hs).reshape(shape)
+        y = np.where(use, np.log(np.where(use, errors, 1.0)), 0.0)
+        m = use.astype(np.float64)
+        cnt = m.sum(axis=-2)
+        mx = (m * x).sum(axis=-2, keepdims=True) / np.maximum(cnt, 1)[..., None, :]
+        my = y.sum(axis=-2, keepdims=True) / np.maximum(cnt, 1)[..., None, :]
+        sxy = (m * (x - mx) * (y - my)).sum(axis=-2)
+        sxx = (m * (x - mx) ** 2).sum(axis=-2)
+        slopes = np.where(sxx > 0, sxy / sxx, np.nan)
+        hs_b = np.broadcast_to(hs.reshape(shape), use.shape)
+        spans = (np.where(use, hs_b, -np.inf).max(axis=-2)
+                 / np.where(use, hs_b, np.inf).min(axis=-2))
+    return slopes, cnt, spans
 
 
 # ----------------------------------------------------------------------------
@@ -823,23 +849,9 @@ def _fit_all(
     slopes: dict[int, float | None] = {}
     per_point: dict[int, list[float | None]] = {}
     n_points = err.shape[2]
-    # least-squares slopes of log e against log h for every (order, point) at once;
-    # same fit as fit_slope (np.polyfit of degree 1) over the usable cells
-    with np.errstate(all="ignore"):
-        use = ~excluded & np.isfinite(err) & (err > 0)                  # [O, K, B]
-        x = np.log(hs)[None, :, None]
-        y = np.where(use, np.log(np.where(use, err, 1.0)), 0.0)
-        m = use.astype(np.float64)
-        cnt = m.sum(axis=1)
-        mx = (m * x).sum(axis=1) / np.maximum(cnt, 1)
-        my = y.sum(axis=1) / np.maximum(cnt, 1)
-        sxy = (m * (x - mx[:, None, :]) * (y - my[:, None, :])).sum(axis=1)
-        sxx = (m * (x - mx[:, None, :]) ** 2).sum(axis=1)
-        fitted_all = sxy / sxx                                            # [O, B]
-        hs_b = np.broadcast_to(hs[None, :, None], use.shape)
-        span_all = (np.where(use, hs_b, -np.inf).max(axis=1)
-                    / np.where(use, hs_b, np.inf).min(axis=1))
-    enough = (cnt >= min_points) & (sxx > 0)
+    # least-squares slopes of log e against log h for every (order, point) at once
+    fitted_all, cnt, span_all = _fit_slopes(hs, err, ~excluded)         # [O, B] each
+    enough = (cnt >= min_points) & np.isfinite(fitted_all)
     for i, p in enumerate(orders):
         vals: list[float | None] = [
             float(fitted_all[i, b]) if enough[i, b] else None for b in range(n_points)

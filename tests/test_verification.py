@@ -144,7 +144,7 @@ def test_batch_of_initial_points_and_loop_mode(report):
 
 def test_fused_orders_equal_per_order_kernels(report):
     """One kernel for all orders (lax.switch on the order) == one kernel per order, and the
-    vectorised slope fit == fit_slope point by point."""
+    vectorised slope fits (report and fit_slope) == np.polyfit point by point."""
     pts = jnp.asarray([THETA0, [0.8, 0.9], [1.2, 0.2]])
     kw = dict(batch_initial=True, progress=False)
     fused = run_verification(gd_step, gd_field, pts, HS, [2, 0, 1], T, **kw)
@@ -154,10 +154,13 @@ def test_fused_orders_equal_per_order_kernels(report):
     np.testing.assert_allclose(fused.local_errors_all, split.local_errors_all, rtol=1e-9)
     np.testing.assert_allclose(fused.errors_all[[1, 2, 0], :, 0], report.errors, rtol=1e-6)
     assert np.all(np.diff(fused.hs) < 0) or np.all(np.diff(fused.hs) > 0)
+    assert all(not c for row in fused.flags for c in row)
     for i, p in enumerate(fused.orders):
         for b in range(3):
-            s, _ = fit_slope(fused.hs, fused.errors_all[i, :, b])
+            # independent of bea's own least squares: numpy's polyfit
+            s = np.polyfit(np.log(fused.hs), np.log(fused.errors_all[i, :, b]), 1)[0]
             assert fused.slopes_all[p][b] == pytest.approx(s, rel=1e-10)
+            assert fit_slope(fused.hs, fused.errors_all[i, :, b])[0] == pytest.approx(s, rel=1e-10)
 
 
 def test_float32_flattens_and_flags_roundoff():
