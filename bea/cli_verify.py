@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from collections.abc import Callable
 
 
@@ -47,16 +46,22 @@ def cmd_verify(args: argparse.Namespace, method_options: Callable) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    _enable_x64()
-    try:
-        from importlib import import_module
+    from .experiments import available_experiments, get_experiment
+    from .files import check_writable_dir, stop_cleanly
 
-        experiments = import_module("games.experiments")
-    except ImportError as e:  # games is part of this distribution, but keep bea standalone
-        raise ValueError(f"bea reproduce needs the games package: {e}") from e
-    os.makedirs(args.out, exist_ok=True)
-    return experiments.reproduce(args.name, out=args.out, large=args.large,
-                                 progress=not args.quiet)
+    if args.name in (None, "list"):
+        for e in sorted(available_experiments().values(), key=lambda e: e.name):
+            print(f"{e.name:18s} {e.summary}")
+        return 0
+    experiment = get_experiment(args.name)
+    out = check_writable_dir(args.out)
+    _enable_x64()
+    run = experiment.load()
+    with stop_cleanly(f"bea reproduce {experiment.name}"):
+        report = run(str(out), large=args.large, progress=not args.quiet, resume=args.resume)
+    print(report)
+    print(f"\nfigures and numbers written to {out}/")
+    return 0
 
 
 def add_commands(sub: argparse._SubParsersAction, add_method_args: Callable,
@@ -75,10 +80,13 @@ def add_commands(sub: argparse._SubParsersAction, add_method_args: Callable,
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=lambda a: cmd_verify(a, method_options))
 
-    p = sub.add_parser("reproduce", help="reproduce figures of the papers: dirac-gan, "
-                       "rotational-game, mog-gan")
-    p.add_argument("name", help="dirac-gan, rotational-game or mog-gan")
+    p = sub.add_parser("reproduce", help="reproduce the experiments of the papers "
+                       "(`bea reproduce list` names them)")
+    p.add_argument("name", nargs="?", default="list",
+                   help="experiment name, or 'list' (default) to list them")
     p.add_argument("--out", default="bea-figures", help="output folder")
     p.add_argument("--large", action="store_true", help="bigger runs (more seeds/steps)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run from its checkpoint in --out")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_reproduce)

@@ -267,19 +267,47 @@ def _save_json(obj: dict[str, Any], path: str) -> None:
     os.replace(tmp, path)
 
 
-def reproduce(name: str, out: str = "bea-figures", large: bool = False,
-              progress: bool = True) -> int:
-    """Entry point of ``bea reproduce NAME``."""
-    if name == "rotational-game":
-        res = rotational_game(out=out)
-    elif name == "dirac-gan":
-        res = dirac_gan(out=out, steps=3000 if large else 1000)
-    elif name == "mog-gan":
-        from .mog import mog_experiment
+def _reproducer(name: str) -> Any:
+    def run(out: str, *, large: bool = False, progress: bool = True,
+            resume: bool = False) -> str:
+        if name == "rotational-game":
+            res = rotational_game(out=out)
+        elif name == "dirac-gan":
+            res = dirac_gan(out=out, steps=3000 if large else 1000)
+        else:
+            from .mog import mog_experiment
 
-        res = mog_experiment(out=out, large=large, progress=progress)
-    else:
-        raise ValueError(f"unknown experiment {name!r}: use rotational-game, dirac-gan, mog-gan")
-    print(json.dumps(res, indent=1))
-    print(f"figures and numbers written to {out}/")
-    return 0
+            res = mog_experiment(out=out, large=large, progress=progress)
+        return json.dumps(res, indent=1)
+
+    return run
+
+
+def reproduce_rotational_game(out: str, **kw: Any) -> str:
+    """``bea reproduce rotational-game``."""
+    return _reproducer("rotational-game")(out, **kw)
+
+
+def reproduce_dirac_gan(out: str, **kw: Any) -> str:
+    """``bea reproduce dirac-gan``."""
+    return _reproducer("dirac-gan")(out, **kw)
+
+
+def reproduce_mog_gan(out: str, **kw: Any) -> str:
+    """``bea reproduce mog-gan``."""
+    return _reproducer("mog-gan")(out, **kw)
+
+
+def experiments() -> list:
+    """The ``bea.experiments`` entry point: the games' ``bea reproduce`` experiments."""
+    from bea.experiments import Experiment
+
+    return [
+        Experiment("rotational-game", "rotational game: drift of simultaneous GD and its "
+                   "cancellation (Rosca et al. 2021)",
+                   "games.experiments:reproduce_rotational_game"),
+        Experiment("dirac-gan", "Dirac-GAN: conservation and drift regularisers",
+                   "games.experiments:reproduce_dirac_gan"),
+        Experiment("mog-gan", "GAN on a mixture of Gaussians with drift regularisers",
+                   "games.experiments:reproduce_mog_gan"),
+    ]

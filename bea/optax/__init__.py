@@ -84,9 +84,9 @@ import optax
 
 import kernels
 
-from . import methods as M
-from . import series as S
-from . import trees as T
+from .. import methods as M
+from .. import series as S
+from .. import trees as T
 
 __all__ = [
     "DriftCorrectionState",
@@ -417,8 +417,8 @@ class _ModifiedLossTerm(Term):
 
     def __init__(self, ml: Any, loss_fn: Callable | None, orders: Sequence[int] | None,
                  subs: dict | None):
-        from .compile import CompiledModifiedLoss
-        from .modified_loss import ModifiedLoss
+        from ..compile import CompiledModifiedLoss
+        from ..modified_loss import ModifiedLoss
 
         if isinstance(ml, CompiledModifiedLoss):
             self.compiled, self.ml = ml, ml.ml
@@ -492,8 +492,8 @@ def modified_loss_term(modified_loss: Any, *, loss_fn: Callable | None = None,
 
 
 def _as_term(term: Any) -> Term:
-    from .compile import CompiledModifiedLoss
-    from .modified_loss import ModifiedLoss
+    from ..compile import CompiledModifiedLoss
+    from ..modified_loss import ModifiedLoss
 
     if isinstance(term, Term):
         return term
@@ -608,7 +608,7 @@ def modifying_equation(method: M.Method | None = None, order: int = 1) -> Any:
         f_1 = (1/2) H grad L
         f_2 = -(1/6) D^3L[grad L, grad L] - (1/6) H^2 grad L
     """
-    from .modified import ModifiedEquation
+    from ..modified import ModifiedEquation
 
     class ModifyingEquation(ModifiedEquation):
         def __str__(self) -> str:
@@ -759,7 +759,7 @@ def _game_method(method: Any, rates: Any) -> Any:
 
 @lru_cache(maxsize=32)
 def _game_coefficients(method: Any) -> dict[str, float]:
-    from .modified_loss import modified_loss
+    from ..modified_loss import modified_loss
 
     ml = modified_loss(method, 1)
     out: dict[str, float] = {}
