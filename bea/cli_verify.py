@@ -23,14 +23,26 @@ def _positive_int(text: str) -> int:
 
 
 def cmd_verify(args: argparse.Namespace, method_options: Callable) -> int:
+    from .cli import _get_method
+    from .files import check_writable, stop_cleanly
+    from .limits import check_verify
+    from .symbols import require_numeric
+
+    # everything that can be refused is refused before the computation starts
+    if args.plot:
+        check_writable(args.plot, what="--plot file")
+    if args.json:
+        check_writable(args.json, what="--json file")
+    method = _get_method(args)
+    require_numeric(method, None, "verify", command_line=True)
+    check_verify(args.order, method.ncolors, args.max_trees)
     _enable_x64()
-    from .registry import get_method
     from .verify import verify
 
-    method = get_method(args.method, **method_options(args))
     orders = list(range(args.order + 1))
-    report = verify(method, problem=args.problem, orders=orders, progress=not args.quiet,
-                    points=args.points)
+    with stop_cleanly(f"bea verify {args.method}"):
+        report = verify(method, problem=args.problem, orders=orders, progress=not args.quiet,
+                        points=args.points, max_trees=args.max_trees)
     print(report)
     if args.plot:
         report.plot(args.plot)
@@ -68,7 +80,7 @@ def add_commands(sub: argparse._SubParsersAction, add_method_args: Callable,
                  method_options: Callable) -> None:
     p = sub.add_parser("verify", help="check a modified equation against real iterates "
                        "(float64): error table, fitted slopes, plot")
-    add_method_args(p, order=3)
+    add_method_args(p)
     p.add_argument("--points", type=_positive_int, default=None,
                    help="sweep N initial points around the problem's start (one vmapped "
                    "computation; errors are medians over points)")

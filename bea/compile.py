@@ -53,16 +53,15 @@ class _DAG:
 
 
 def _numeric(coef: sympy.Expr, subs: dict | None, what: str) -> float:
-    c = sympy.sympify(coef)
-    if subs:
-        c = c.subs({(sympy.Symbol(k, positive=True) if isinstance(k, str) else k): v
-                    for k, v in subs.items()})
-        if c.free_symbols and subs:
-            c = c.subs({sympy.Symbol(str(k)): v for k, v in subs.items()})
+    from .symbols import exact_subs, substitute
+
+    # by name, exact validated values, xreplace (never sympy's .subs on user strings)
+    c = substitute(coef, exact_subs(subs))
     if c.free_symbols:
-        names = ", ".join(sorted(str(s) for s in c.free_symbols))
-        raise ValueError(f"{what} depends on the symbols {names}: pass numeric values, "
-                         f"e.g. subs={{'{sorted(str(s) for s in c.free_symbols)[0]}': 0.9}}")
+        names = sorted(str(s) for s in c.free_symbols)
+        raise ValueError(f"{what} depends on the symbols {', '.join(names)}: give numbers, "
+                         f"e.g. method.bind({names[0]}=0.9), or subs={{'{names[0]}': 0.9}} "
+                         f"to to_jax()/verify()")
     return float(c)
 
 

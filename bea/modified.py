@@ -61,7 +61,7 @@ class ModifiedEquation(R.PrintsItself):
         self._terms: list[list[Term]] = []
         for k in range(order + 1):
             row = []
-            for t in T.trees_of_order(k + 1, method.ncolors):
+            for t in T.canonical_sort(T.trees_of_order(k + 1, method.ncolors)):
                 v = series[t]
                 if v:
                     coef = R.nice(series.domain.to_sympy(v) / T.sigma(t))
@@ -131,7 +131,9 @@ class ModifiedEquation(R.PrintsItself):
         ``h`` when ``summed=True``.
         """
         from .concrete import ConcreteFields, evaluate_terms, fields_from
+        from .symbols import bind_values
 
+        subs = bind_values(subs, self.parameters, "subs")
         F = fields if isinstance(fields, ConcreteFields) else fields_from(
             self.method, loss=loss, vars=vars, fields=fields)
         out = evaluate_terms(F, [self._terms[k] for k in range(self.order + 1)], subs=subs)
@@ -146,7 +148,9 @@ class ModifiedEquation(R.PrintsItself):
         """Jitted, Hessian-free JAX field on losses ``L(params, batch)`` (or general
         ``fields``); see :class:`bea.compile.CompiledModifiedEquation`."""
         from .compile import compile_equation
+        from .symbols import bind_values
 
+        subs = bind_values(subs, self.parameters, "subs") or None
         return compile_equation(self, loss, fields=fields, subs=subs, orders=orders)
 
 

@@ -92,7 +92,7 @@ class ModifiedLoss(R.PrintsItself):
         series = equation.series
         for k in range(self.order + 1):
             n = k + 1
-            trees = T.trees_of_order(n, nc)
+            trees = T.canonical_sort(T.trees_of_order(n, nc))
             for g in groups:
                 pot, rem = self._split(series, [t for t in trees if g is None
                                                 or T.color(t) == g], n, g)
@@ -335,7 +335,9 @@ def _to_jax(self, loss: Any, *, subs: dict | None = None,
     """Jitted JAX modified loss on ``L(params, batch)``; see
     :class:`bea.compile.CompiledModifiedLoss`."""
     from .compile import compile_loss
+    from .symbols import bind_values
 
+    subs = bind_values(subs, self.method.parameters, "subs") or None
     return compile_loss(self, loss, subs=subs, orders=orders)
 
 

@@ -23,7 +23,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import limits as _limits
 from . import series as S
+from . import symbols as _safe
 from . import trees as T
 from .compile import _DAG, _numeric, _Problem
 from .methods import Method
@@ -259,15 +261,15 @@ def verify(method: Method, loss: Any = None, params0: Any = None, *,
         if params0 is None:
             raise ValueError("give params0 with a loss (or use problem='default')")
         prob = Problem("user", loss, params0, batches, horizon or 1.0, 0.1, batch_initial)
-    if method.parameters and not subs:
-        names = ", ".join(str(s) for s in method.parameters)
-        raise ValueError(f"{method.name} has symbolic parameters ({names}): verification "
-                         f"needs numbers, e.g. subs={{'{method.parameters[0]}': 0.5}} or "
-                         f"a numeric method such as heavy_ball(0.9)")
+    subs = _safe.bind_values(subs, method.parameters, "subs") or None   # bea.symbols
+    _safe.require_numeric(method, subs, "verify")
+    _limits.check_verify(max(int(p) for p in orders), method.ncolors, kw.pop("max_trees", None))
     if points is not None:
         if batch_initial:
             raise ValueError("points= makes the initial points itself; give either points= "
                              "or batch_initial=True with batched params0, not both")
+        _limits.check_points(points, len(hs) if hs is not None else 5, len(orders),
+                             sum(np.size(x) for x in jax.tree.leaves(params0)))
         params0 = initial_points(params0, points)
         batch_initial = True
     orders = [int(p) for p in orders]
