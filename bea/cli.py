@@ -13,7 +13,6 @@ from collections.abc import Sequence
 
 from .parse import ParseError
 
-
 #: after Ctrl-C, exit with ``os._exit`` (tests that call :func:`main` in-process turn
 #: this off)
 _HARD_EXIT = True
@@ -157,11 +156,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     jax.config.update("jax_enable_x64", True)
     from . import methods as M
+    from .files import check_writable, stop_cleanly
     from .modified import modified_equation
     from .modified_loss import modified_loss
     from .verify import verify
-
-    from .files import check_writable, stop_cleanly
 
     check_writable(args.plot, what="--plot file")
     me = modified_equation(M.gd(), args.order)

@@ -29,7 +29,8 @@ from dataclasses import dataclass, fields, replace
 
 __all__ = ["LIMITS", "LimitError", "Limits", "raised", "check_trees", "tree_count",
            "number_bits", "check_bits", "check_power", "check_decimal", "check_depth",
-           "check_bracket_depth", "check_json_depth", "check_points", "check_tableau", "check_verify"]
+           "check_bracket_depth", "check_json_depth", "check_points", "check_tableau",
+           "check_verify"]
 
 
 class LimitError(ValueError):
@@ -140,7 +141,8 @@ def check_trees(max_order: int, ncolors: int, max_trees: int | None = None,
     """Refuse a derivation over more than ``max_trees`` colored trees (default
     :attr:`Limits.trees`) before any tree is built; returns the count."""
     limit = LIMITS.trees if max_trees is None else max_trees
-    total, est, exact = tree_count(max_order, ncolors, stop_above=limit)
+    # exact counts while they stay printable; an estimate only beyond 10^9
+    total, est, exact = tree_count(max_order, ncolors, stop_above=max(limit, 10**9))
     if total > limit or not exact:
         what = f"{total:,}" if exact else _fmt_count(est)
         advice = (f", or pass {flag}{total} to accept the cost" if exact and total < 10**9
@@ -242,8 +244,9 @@ def check_depth(depth: int, nodes: int, tower: int, what: str) -> None:
         raise LimitError(f"{what} has {nodes:,} operations (limit {LIMITS.nodes:,}); "
                          f"simplify it, or {_hint('nodes')}.")
     if tower > LIMITS.tower:
-        raise LimitError(f"{what} has an exponent tower of {tower} stacked powers (a**b**c**d is 3; "
-                         f"limit {LIMITS.tower}); its derivatives grow without bound. Use "
+        raise LimitError(f"{what} has an exponent tower of {tower} stacked powers "
+                         f"(a**b**c**d is 3; limit {LIMITS.tower}); its derivatives grow "
+                         f"without bound. Use "
                          f"brackets, (a**b)**c, or {_hint('tower')}.")
 
 
