@@ -896,3 +896,16 @@ def sgd(learning_rate: ScalarOrSchedule, *transforms: Any, momentum: float | Non
                           stacklevel=2)
     return optax.chain(*transforms, optax.sgd(learning_rate, momentum=momentum,
                                               nesterov=nesterov))
+
+from .steepest import (  # noqa: E402
+    NORMS,
+    SteepestDescentState,
+    UnknownNormError,
+    coordinate_descent,
+    norm_exponent,
+    sign_descent,
+    steepest_descent,
+)
+
+__all__ += ["NORMS", "SteepestDescentState", "UnknownNormError", "coordinate_descent",
+            "norm_exponent", "sign_descent", "steepest_descent"]
