@@ -160,7 +160,8 @@ def monotone_after_fit(run: Run, norm: str, *, rtol: float = 1e-10) -> dict[str,
     """Is ``soft_<norm>`` non-decreasing at every step from the step on which training
     accuracy is 100% for good (``fit_step``)?  A drop counts if it exceeds
     ``rtol * max|soft|`` (round-off of the log-sum-exp and the norm in float64).
-    Returns ``fit_step`` (None if never fitted), ``drops`` (their number), ``max_drop``, ``monotone``, ``rise`` (last - at
+    Returns ``fit_step`` (None if never fitted), ``drops`` (their number),
+    ``max_drop``, ``monotone``, ``rise`` (last - at
     fit)."""
     s = run.metrics[f"soft_{norm}"]
     acc = run.metrics["accuracy"]
