@@ -901,7 +901,6 @@ def sgd(learning_rate: ScalarOrSchedule, *transforms: Any, momentum: float | Non
                                               nesterov=nesterov))
 
 from .steepest import (  # noqa: E402
-    NORMS,
     SteepestDescentState,
     UnknownNormError,
     coordinate_descent,
@@ -910,5 +909,5 @@ from .steepest import (  # noqa: E402
     steepest_descent,
 )
 
-__all__ += ["NORMS", "SteepestDescentState", "UnknownNormError", "coordinate_descent",
+__all__ += ["SteepestDescentState", "UnknownNormError", "coordinate_descent",
             "norm_exponent", "sign_descent", "steepest_descent"]
