@@ -230,7 +230,7 @@ def _converge(norm: str, steps: int, seeds, d: int = 20, n: int = 30):
                 assert mg.linear_margin(w, x, y, other) < 0.97 * mm[other]
         assert own / mm[norm] > max(mg.linear_margin(w, x, y, o) / mm[o]
                                     for o in NORMS if o != norm)
-    return bounds
+    return [b / mm[norm] for b, mm in zip(bounds, mms, strict=True)]   # relative
 
 
 @pytest.mark.parametrize("norm", list(NORMS))
@@ -242,9 +242,9 @@ def test_steepest_descent_reaches_own_max_margin(norm):
 @pytest.mark.slow
 @pytest.mark.parametrize("norm", list(NORMS))
 def test_steepest_descent_reaches_own_max_margin_tight(norm):
-    # 1.28M steps: bound <= 2.5% of gamma* on these seeds, d = 30
+    # 1.28M steps, d = 30: bound 1.2-3.2% of gamma* on these seeds (l1 the loosest)
     bounds = _converge(norm, 1_280_000, seeds=(0, 1, 2, 3, 4), d=30, n=30)
-    assert max(bounds) < 0.1
+    assert max(bounds) < 0.035
 
 
 def test_soft_margin_monotone_after_fit_linear():
