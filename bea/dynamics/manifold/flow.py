@@ -135,4 +135,6 @@ def regulariser(loss_hat: Any, w: Any, *, method: str = "auto", key: jax.Array |
     """``Reg(w) = (1/2) tr(S d^2_eta Lhat(w, 0))``: exact (m HVPs in eta) for noise dimension
     up to 256, Hutchinson otherwise (or as asked)."""
     prob = FlatProblem(as_noisy_loss(loss_hat, noise_like), w)
-    return reg_value(prob, prob.w0, method=method, key=key, num_samples=num_samples)
+    return jax.jit(lambda w, k: reg_value(prob, w, method=method, key=k,
+                                          num_samples=num_samples))(
+        prob.w0, jax.random.PRNGKey(0) if key is None else key)
