@@ -24,7 +24,7 @@ from bea.files import atomic_write_json, atomic_write_text  # noqa: E402
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=1024)
-    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--steps", type=int, default=2000)
     args = ap.parse_args()
     x = jnp.array([[1.0, 0.6, -0.4, 0.3], [0.5, -0.8, 0.7, 0.9]])
     nl = M.label_noise(lambda w: x @ (w[:4] * w[4:]) - x[:, 0], 2)

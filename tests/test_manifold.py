@@ -57,7 +57,7 @@ def test_reg_label_noise_and_dropconnect_closed_forms():
     flat, unr = ravel_pytree(w)
     rf = lambda v: res(unr(v))
     jac = jax.jacfwd(rf)(flat)                                # dense: tiny reference model
-    hdiag = jnp.stack([jnp.diag(jax.hessian(lambda v: rf(v)[i])(flat)) for i in range(n)])
+    hdiag = jnp.stack([jnp.diag(jax.hessian(lambda v, i=i: rf(v)[i])(flat)) for i in range(n)])
     closed = (0.5 / n) * jnp.sum((jac * flat) ** 2) + (0.5 / n) * jnp.sum(
         rf(flat) * (hdiag @ flat ** 2))
     dc = M.dropconnect(res)
@@ -138,8 +138,8 @@ def test_minibatch_at_interpolation_no_drift_on_either_scale():
         e = M.ensemble(nl, woff, alpha=a, sigma=s, steps=slow_steps, runs=128, num_records=21)
         i = int(np.argmin(np.abs(e.steps - fast_steps)))
         # position along Gamma: project the mean (the approach to Gamma is not a drift)
-        along = lambda m: np.linalg.norm(np.asarray(M.project_to_manifold(nl, jnp.asarray(m)))
-                                         - phi)
+        along = lambda m, nl=nl: np.linalg.norm(
+            np.asarray(M.project_to_manifold(nl, jnp.asarray(m))) - phi)
         moved[nl.name] = (along(e.mean[i]), along(e.mean[-1]))
     mb_fast, mb_slow = moved[mb.name]
     ln_slow = moved[ln.name][1]
@@ -204,3 +204,27 @@ def test_bad_input_named_errors():
     sgld = M.gaussian_sgld(lambda w: 0.5 * (w[0] * w[1] - 1.0) ** 2, HYP)
     with pytest.raises(M.StochasticLimitError, match="diffusion"):
         M.limiting_flow(sgld, jnp.array([2.0, 0.5]), 0.1, sigma=1.0)
+
+
+@pytest.mark.slow
+def test_notebook_executes():
+    import nbformat
+    from nbclient import NotebookClient
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    nb = nbformat.read(os.path.join(root, "notebooks", "zero_loss_manifold.ipynb"), as_version=4)
+    NotebookClient(nb, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": root}}).execute()
+
+
+@pytest.mark.slow
+def test_reproduce_small(tmp_path, monkeypatch):
+    from bea.dynamics.manifold import experiment
+
+    cases = experiment._cases(False)
+    monkeypatch.setattr(experiment, "_cases", lambda large: [
+        dict(cases[1], sigmas=(0.5,), alphas=(0.02, 0.01))])
+    rep = M.reproduce(str(tmp_path), progress=False)
+    assert "error shrinks" in rep and (tmp_path / "manifold_errors.png").exists()
+    rep2 = M.reproduce(str(tmp_path), progress=False, resume=True)
+    assert rep2 == rep

@@ -12,7 +12,6 @@ two time scales (Shalova, Schlichting, Peletier 2024; Li, Wang, Arora, ICLR 2022
 
 from __future__ import annotations
 
-
 from .ensemble import Ensemble, ensemble, ensemble_loop, noisy_gd_step
 from .flow import LimitingFlow, limiting_flow, project_to_manifold, regulariser, scale_of
 from .geometry import (

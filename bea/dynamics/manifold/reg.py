@@ -33,7 +33,6 @@ label noise) terms of relative size ``sigma^2/alpha`` remain, so the slow limit 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import jax
 import jax.numpy as jnp
