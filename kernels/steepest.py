@@ -45,6 +45,8 @@ __all__ = [
 ]
 
 Scale = Literal["dual", "unit"]
+"""How a steepest-descent direction is scaled: ``"dual"`` gives ``||g||_* u`` (the
+unnormalised step, ``<d, g> = ||g||_*^2``), ``"unit"`` gives ``u`` with ``||u|| = 1``."""
 
 
 def _check_scale(scale: str) -> None:

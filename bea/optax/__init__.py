@@ -126,7 +126,8 @@ class ExplicitRegularizerState(NamedTuple):
 
 
 class DriftCorrectionState(NamedTuple):
-    """As :class:`ExplicitRegularizerState`."""
+    """As :class:`ExplicitRegularizerState`: ``correction_norm = ||g_corrected - g||_2`` of
+    the last applied modifying-integrator correction."""
 
     count: jax.Array
     skipped: jax.Array
@@ -134,7 +135,8 @@ class DriftCorrectionState(NamedTuple):
 
 
 class GameDriftRegularizerState(NamedTuple):
-    """As :class:`ExplicitRegularizerState` (the norm is over both players)."""
+    """As :class:`ExplicitRegularizerState`; ``correction_norm = ||(dx, dy)||_2`` over both
+    players."""
 
     count: jax.Array
     skipped: jax.Array
@@ -152,7 +154,8 @@ class TransformInfo:
 
 
 def transform_info(tx: Any) -> TransformInfo | None:
-    """The :class:`TransformInfo` of a transform built here (None for other transforms)."""
+    """The :class:`TransformInfo` of a transform built here (None for other transforms),
+    e.g. ``transform_info(tx).method`` is the method a correction was derived for."""
     return getattr(getattr(tx, "update", None), "bea_info", None)
 
 
