@@ -23,13 +23,17 @@ __all__ = ["NoiseInjectionState", "noise_injection"]
 
 
 class NoiseInjectionState(NamedTuple):
+    """State of :func:`noise_injection`: the run's ``key`` and the step ``count``; step k
+    draws ``xi_k`` from ``fold_in(key, k)``."""
+
     key: jax.Array
     count: jax.Array
 
 
 def noise_injection(loss_hat: Any, sigma: float, *, key: jax.Array | None = None,
                     seed: int = 0) -> optax.GradientTransformationExtraArgs:
-    """Add the noise of ``loss_hat`` (scale ``sigma``) to the gradient; needs ``params``."""
+    """Add the noise of ``loss_hat`` (scale ``sigma``) to the gradient; needs ``params``:
+    ``updates + grad_w Lhat(w, sigma xi) - grad_w Lhat(w, 0)``."""
     s = float(sigma)
     if not s > 0:
         raise ValueError(f"sigma must be a positive number, got {sigma!r}")
