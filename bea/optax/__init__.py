@@ -911,3 +911,7 @@ from .steepest import (  # noqa: E402
 
 __all__ += ["SteepestDescentState", "UnknownNormError", "coordinate_descent",
             "norm_exponent", "sign_descent", "steepest_descent"]
+
+from .manifold import NoiseInjectionState, noise_injection  # noqa: E402
+
+__all__ += ["NoiseInjectionState", "noise_injection"]
