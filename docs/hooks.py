@@ -4,6 +4,7 @@
   object's canonical path (where it is defined), so re-exports and lazy names resolve.
 * ``{{ latex:NAME }}``: display maths printed by the engine's own objects (``.latex()``),
   from the fixed table :data:`EQUATIONS` (names only; nothing from a page is evaluated).
+* ``{{ readme:HEADING }}``: the README's section ``## HEADING`` (one source for both).
 * ``{{ cli }}``: the ``--help`` text of every ``bea`` sub-command.
 * ``{{ gallery }}``: every ``bea reproduce`` experiment with its command and, where
   ``docs/gallery/<name>/`` holds them, its figures and report.
@@ -66,7 +67,8 @@ EQUATIONS: dict[str, Callable[[], str]] = {
     "sgd2-loss-1": _latex_of(lambda: _sgd2(1)),
 }
 
-_MARK = re.compile(r"\{\{\s*(api|latex):([A-Za-z0-9_.\-]+)\s*\}\}|\{\{\s*(cli|gallery)\s*\}\}")
+_MARK = re.compile(r"\{\{\s*(api|latex):([A-Za-z0-9_.\-]+)\s*\}\}|\{\{\s*(cli|gallery)\s*\}\}"
+                   r"|\{\{\s*readme:([^}]+?)\s*\}\}")
 
 
 def canonical_path(pkg_name: str, name: str) -> str:
@@ -166,8 +168,20 @@ def gallery_block() -> str:
     return "\n".join(parts)
 
 
+def readme_section(heading: str) -> str:
+    """The README's section ``## heading`` (without its title), so a lab's page and the
+    README say the same thing from one source."""
+    text = (ROOT / "README.md").read_text()
+    m = re.search(rf"^## {re.escape(heading)}\n(.*?)(?=^## |\Z)", text, flags=re.S | re.M)
+    if m is None:
+        raise ValueError(f"README has no section '## {heading}'")
+    return m.group(1).strip() + "\n"
+
+
 def _replace(match: re.Match) -> str:
     kind, arg, bare = match.group(1), match.group(2), match.group(3)
+    if match.group(4) is not None:
+        return readme_section(match.group(4))
     if kind == "api":
         return api_block(arg)
     if kind == "latex":
