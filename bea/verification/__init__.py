@@ -86,8 +86,13 @@ from jax import lax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
+from .dynamics import Dynamics, expected_slopes, method_order_of
+
 __all__ = [
     "DIVERGED",
+    "Dynamics",
+    "expected_slopes",
+    "method_order_of",
     "ROUNDOFF",
     "SOLVER_FAILED",
     "VerificationReport",
