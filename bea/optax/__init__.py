@@ -896,3 +896,7 @@ def sgd(learning_rate: ScalarOrSchedule, *transforms: Any, momentum: float | Non
                           stacklevel=2)
     return optax.chain(*transforms, optax.sgd(learning_rate, momentum=momentum,
                                               nesterov=nesterov))
+
+from .sde import AmplificationError, SVAGState, svag, svag_weights  # noqa: E402
+
+__all__ += ["AmplificationError", "SVAGState", "svag", "svag_weights"]
