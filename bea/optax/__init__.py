@@ -126,7 +126,8 @@ class ExplicitRegularizerState(NamedTuple):
 
 
 class DriftCorrectionState(NamedTuple):
-    """As :class:`ExplicitRegularizerState`."""
+    """As :class:`ExplicitRegularizerState`: ``correction_norm = ||g_corrected - g||_2`` of
+    the last applied modifying-integrator correction."""
 
     count: jax.Array
     skipped: jax.Array
@@ -134,7 +135,8 @@ class DriftCorrectionState(NamedTuple):
 
 
 class GameDriftRegularizerState(NamedTuple):
-    """As :class:`ExplicitRegularizerState` (the norm is over both players)."""
+    """As :class:`ExplicitRegularizerState`; ``correction_norm = ||(dx, dy)||_2`` over both
+    players."""
 
     count: jax.Array
     skipped: jax.Array
@@ -152,7 +154,8 @@ class TransformInfo:
 
 
 def transform_info(tx: Any) -> TransformInfo | None:
-    """The :class:`TransformInfo` of a transform built here (None for other transforms)."""
+    """The :class:`TransformInfo` of a transform built here (None for other transforms),
+    e.g. ``transform_info(tx).method`` is the method a correction was derived for."""
     return getattr(getattr(tx, "update", None), "bea_info", None)
 
 
@@ -896,6 +899,22 @@ def sgd(learning_rate: ScalarOrSchedule, *transforms: Any, momentum: float | Non
                           stacklevel=2)
     return optax.chain(*transforms, optax.sgd(learning_rate, momentum=momentum,
                                               nesterov=nesterov))
+
+from .steepest import (  # noqa: E402
+    SteepestDescentState,
+    UnknownNormError,
+    coordinate_descent,
+    norm_exponent,
+    sign_descent,
+    steepest_descent,
+)
+
+__all__ += ["SteepestDescentState", "UnknownNormError", "coordinate_descent",
+            "norm_exponent", "sign_descent", "steepest_descent"]
+
+from .manifold import NoiseInjectionState, noise_injection  # noqa: E402
+
+__all__ += ["NoiseInjectionState", "noise_injection"]
 
 from .sde import AmplificationError, SVAGState, svag, svag_weights  # noqa: E402
 
