@@ -8,7 +8,8 @@ r"""Runners: SVAG / SGD on minibatches, covariance-matched noisy GD, and the SDE
 * :class:`SGDSDE` / :func:`simulate_sde` - ``dX = -(grad L + lambda X) dt +
   (eta Sigma_B(X))^(1/2) dW`` integrated with diffrax, ``W`` an ``n``-dimensional Brownian
   motion and the diffusion the ``d x n`` matrix ``sqrt(eta c) A`` of centred per-example
-  gradients (``O(n d)``).  Schemes: ``"euler"`` (diffrax ``Euler`` on the SDE terms = Euler-Maruyama: weak order 1,
+  gradients (``O(n d)``).  Schemes: ``"euler"`` (diffrax ``Euler`` on the SDE terms =
+  Euler-Maruyama: weak order 1,
   any noise) and ``"sra1"`` (diffrax ``SRA1``: weak order 2 for *additive* noise,
   i.e. when the centred per-example gradients do not depend on ``x``, as for quadratic
   per-example losses sharing one Hessian; checked at the start).  A weak order-2 scheme
