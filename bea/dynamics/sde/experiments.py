@@ -48,7 +48,7 @@ def stationary_unit(l: int, cfg: dict) -> dict:
     import jax
     import jax.numpy as jnp
 
-    from .ensemble import ensemble, mean_ci
+    from .ensembles import ensemble, mean_ci
     from .quadratic import QuadraticProblem
     from .simulate import run_svag
 
@@ -78,7 +78,7 @@ def sde_reference(cfg: dict) -> dict:
     import jax
     import jax.numpy as jnp
 
-    from .ensemble import ensemble, mean_ci
+    from .ensembles import ensemble, mean_ci
     from .quadratic import QuadraticProblem
     from .simulate import SGDSDE, simulate_sde
 
@@ -122,7 +122,7 @@ def digits_unit(l: int, cfg: dict) -> dict:
     """SVAG(l) on digits: test accuracy every 1/20 of the effective steps (ensemble)."""
     import jax.numpy as jnp
 
-    from .ensemble import ensemble
+    from .ensembles import ensemble
     from .simulate import run_svag
 
     net, train, test = _digits_setup()
