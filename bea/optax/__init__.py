@@ -119,3 +119,7 @@ __all__ += ["SteepestDescentState", "UnknownNormError", "coordinate_descent",
 from .manifold import NoiseInjectionState, noise_injection  # noqa: E402
 
 __all__ += ["NoiseInjectionState", "noise_injection"]
+
+from .sde import AmplificationError, SVAGState, svag, svag_weights  # noqa: E402
+
+__all__ += ["AmplificationError", "SVAGState", "svag", "svag_weights"]
