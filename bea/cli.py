@@ -159,7 +159,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .files import check_writable, stop_cleanly
     from .modified import modified_equation
     from .modified_loss import modified_loss
-    from .verify import verify
+    from .verification import verify
 
     check_writable(args.plot, what="--plot file")
     me = modified_equation(M.gd(), args.order)
