@@ -35,7 +35,7 @@ def plot_file_name(method_name: str) -> str:
 
 def cmd_verify(args: argparse.Namespace, method_options: Callable) -> int:
     from .cli import _get_method
-    from .files import check_writable, stop_cleanly
+    from .files import Interrupted, check_writable
     from .limits import check_verify
     from .symbols import require_numeric
 
@@ -54,9 +54,13 @@ def cmd_verify(args: argparse.Namespace, method_options: Callable) -> int:
     from .verification import verify
 
     orders = list(range(args.order + 1))
-    with stop_cleanly(f"bea verify {args.method}"):
+    try:
         report = verify(method, problem=args.problem, orders=orders, progress=not args.quiet,
                         points=args.points, max_trees=args.max_trees)
+    except KeyboardInterrupt:
+        # verify is one compiled computation: nothing is half-written; say so plainly
+        raise Interrupted(f"bea verify {args.method} interrupted before it finished; no "
+                          f"files were written") from None
     print(report)
     if plot:
         report.plot(plot)

@@ -218,3 +218,21 @@ def test_bind_equals_numeric():
         warnings.simplefilter("error")
         hb = M.heavy_ball().bind(beta=0.9)
     assert hb == M.heavy_ball(0.9) and hb.name == "heavy_ball(beta=9/10)"
+
+
+@pytest.mark.slow
+def test_sigint_during_verify_exits_130(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    for delay in (4, 8):
+        p = subprocess.Popen([sys.executable, "-m", "bea.cli", "verify", "gd", "--order", "3",
+                              "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+        time.sleep(delay)
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=120)
+        assert p.returncode in (0, 130), err        # never a segfault (-11)
+        if p.returncode == 130:
+            assert "interrupted" in err and "Traceback" not in err
