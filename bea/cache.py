@@ -8,7 +8,7 @@
   cache (nothing is read or written).
 * Key: sha256 of the format version, the method's identity (``cache_key()``: class,
   ``repr`` and every parameter with its assumptions, see
-  :func:`bea.symbols.method_identity`) and the
+  :func:`bea.symbol_table.method_identity`) and the
   order.  Methods whose ``repr`` is the default ``<... at 0x...>`` are never cached.
 * File: one JSON object with the format version, key, method repr, order, ncolors, the
   parameter names, per tree ``[bracket notation with colors, coefficient string]``, and

@@ -37,7 +37,7 @@ def cmd_verify(args: argparse.Namespace, method_options: Callable) -> int:
     from .cli import _get_method
     from .files import Interrupted, check_writable
     from .limits import check_verify
-    from .symbols import require_numeric
+    from .symbol_table import require_numeric
 
     # everything that can be refused is refused before the computation starts
     method = _get_method(args)

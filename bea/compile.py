@@ -106,7 +106,7 @@ class TreeSums:
 def numeric_coefficient(coef: sympy.Expr, subs: dict | None, what: str) -> float:
     """A series coefficient as a float, its symbols given by ``subs``; a named error
     when symbols remain."""
-    from .symbols import exact_subs, substitute
+    from .symbol_table import exact_subs, substitute
 
     # by name, exact validated values, xreplace (never sympy's .subs on user strings)
     c = substitute(coef, exact_subs(subs))

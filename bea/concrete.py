@@ -29,7 +29,7 @@ from sympy.polys.rings import PolyRing
 from . import trees as T
 from .methods import block_names
 from .parse import parse_expr, parse_vars
-from .symbols import SymbolTable, exact_subs, substitute
+from .symbol_table import SymbolTable, exact_subs, substitute
 
 
 class _PolyFields:

@@ -45,7 +45,7 @@ def _sym(x: Number) -> sympy.Expr:
     floats as the decimal typed, float32 exactly with a warning, nan/inf refused) or a
     sympy expression in named symbols (not ``h``, the step size)."""
     from .numbers import check_finite_real, exact
-    from .symbols import check_name
+    from .symbol_table import check_name
 
     if isinstance(x, str) and x.strip().isidentifier():
         raise TypeError(f"use sympy.Symbol({x.strip()!r}) (or bea.methods.symbols) for a "
@@ -102,14 +102,14 @@ class Method(abc.ABC):
 
     def cache_key(self) -> str:
         """Structural identity (class, repr, parameters with their assumptions)."""
-        from .symbols import method_identity
+        from .symbol_table import method_identity
 
         return method_identity(self)
 
     def bind(self, **values: Number) -> Method:
         """This method with symbolic parameters fixed: ``heavy_ball().bind(beta=0.9)``
-        (names matched by name; values exact, see :func:`bea.symbols.bind_method`)."""
-        from .symbols import bind_method
+        (names matched by name; values exact, see :func:`bea.symbol_table.bind_method`)."""
+        from .symbol_table import bind_method
 
         return bind_method(self, **values)
 

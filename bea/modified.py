@@ -133,7 +133,7 @@ class ModifiedEquation(R.PrintsItself):
         ``h`` when ``summed=True``.
         """
         from .concrete import ConcreteFields, evaluate_terms, fields_from
-        from .symbols import bind_values
+        from .symbol_table import bind_values
 
         subs = bind_values(subs, self.parameters, "subs")
         F = fields if isinstance(fields, ConcreteFields) else fields_from(
@@ -150,7 +150,7 @@ class ModifiedEquation(R.PrintsItself):
         """Jitted, Hessian-free JAX field on losses ``L(params, batch)`` (or general
         ``fields``); see :class:`bea.compile.CompiledModifiedEquation`."""
         from .compile import compile_equation
-        from .symbols import bind_values
+        from .symbol_table import bind_values
 
         subs = bind_values(subs, self.parameters, "subs") or None
         return compile_equation(self, loss, fields=fields, subs=subs, orders=orders)

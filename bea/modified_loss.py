@@ -335,7 +335,7 @@ def _to_jax(self, loss: Any, *, subs: dict | None = None,
     """Jitted JAX modified loss on ``L(params, batch)``; see
     :class:`bea.compile.CompiledModifiedLoss`."""
     from .compile import compile_loss
-    from .symbols import bind_values
+    from .symbol_table import bind_values
 
     subs = bind_values(subs, self.method.parameters, "subs") or None
     return compile_loss(self, loss, subs=subs, orders=orders)

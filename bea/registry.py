@@ -70,10 +70,10 @@ def get_method(name: str, **options: Any) -> M.Method:
 def parse_parameter(text: str, what: str = "parameter") -> Any:
     """A method parameter from the command line: a number (``0.9``, ``1/2``, ``1e-3``,
     exact) or a symbol name (``beta``); ``nan``/``inf``, ``h`` (the step size), function
-    names and anything else are refused (:mod:`bea.numbers`, :mod:`bea.symbols`)."""
+    names and anything else are refused (:mod:`bea.numbers`, :mod:`bea.symbol_table`)."""
     from .numbers import NumberError
     from .parse import parse_number
-    from .symbols import check_name
+    from .symbol_table import check_name
 
     text = text.strip()
     if text.isidentifier() and text.lower() not in ("nan", "inf", "infinity", "oo"):

@@ -18,7 +18,7 @@ from bea import modified_equation
 from bea.cli import main
 from bea.numbers import NumberError, PrecisionWarning, exact
 from bea.parse import ParseError, parse_expr
-from bea.symbols import SymbolError
+from bea.symbol_table import SymbolError
 
 X, Y = sp.symbols("x y", real=True)
 NAMES = {"x": X, "y": Y}

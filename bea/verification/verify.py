@@ -30,7 +30,7 @@ import numpy as np
 
 from .. import limits as _limits
 from .. import series as S
-from .. import symbols as _safe
+from .. import symbol_table as _safe
 from .. import trees as T
 from ..compile import BoundProblem, TreeSums, numeric_coefficient
 from ..methods import Method
@@ -241,7 +241,7 @@ def verify(what: ModifiedEquation | Method | Dynamics, loss: Any = None, params0
         if params0 is None:
             raise ValueError("give params0 with a loss (or use problem='default')")
         prob = Problem("user", loss, params0, batches, horizon or 1.0, 0.1, batch_initial)
-    subs = _safe.bind_values(subs, method.parameters, "subs") or None   # bea.symbols
+    subs = _safe.bind_values(subs, method.parameters, "subs") or None   # bea.symbol_table
     _safe.require_numeric(method, subs, "verify")
     _limits.check_verify(max(orders), method.ncolors, kw.pop("max_trees", None))
     if points is not None:
