@@ -896,3 +896,7 @@ def sgd(learning_rate: ScalarOrSchedule, *transforms: Any, momentum: float | Non
                           stacklevel=2)
     return optax.chain(*transforms, optax.sgd(learning_rate, momentum=momentum,
                                               nesterov=nesterov))
+
+from .eos import LossMinError, normalized_gd, sqrt_loss  # noqa: E402  (edge-of-stability lab)
+
+__all__ += ["LossMinError", "normalized_gd", "sqrt_loss"]
