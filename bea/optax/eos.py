@@ -85,7 +85,7 @@ def _rate(lr: ScalarOrSchedule, count: jax.Array) -> Any:
 
 
 def _global_norm(tree: Any) -> jax.Array:
-    return optax.global_norm(tree)
+    return optax.tree.norm(tree)
 
 
 def normalized_gd(learning_rate: ScalarOrSchedule,
