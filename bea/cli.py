@@ -80,7 +80,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from . import methods as M
     from .modified import modified_equation
     from .modified_loss import modified_loss
-    from .verify import verify
+    from .verification import verify
 
     me = modified_equation(M.gd(), args.order)
     print(me)

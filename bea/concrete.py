@@ -27,6 +27,7 @@ from sympy.polys.domains import QQ
 from sympy.polys.rings import PolyRing
 
 from . import trees as T
+from .methods import block_names
 from .parse import parse_expr, parse_vars
 
 
@@ -275,7 +276,7 @@ def fields_from(method: Any, *, loss: Any = None, vars: Any = None,
     * ``fields=[f_0, ...]`` (lists of expressions) for general vector fields.
     """
     nc = method.ncolors
-    players = getattr(method, "players", None)
+    players = block_names(method)
     if fields is not None:
         V = _vars(vars, fields)
         fs = fields if isinstance(fields, (list, tuple)) and fields and isinstance(

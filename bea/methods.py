@@ -65,6 +65,10 @@ class Method(abc.ABC):
     color_names: tuple[str, ...] = ("",)
     #: number of previous iterates a step needs besides the current one (multistep).
     history: int = 0
+    #: names of the parameter blocks when field ``c`` acts on block ``c`` only (the players
+    #: of a game, any number of them): ``params = (p_1, .., p_n)``, field ``c`` is
+    #: ``-grad_c L_c``; None when every field acts on all parameters.
+    blocks: tuple[str, ...] | None = None
 
     def series(self, max_order: int, max_trees: int | None = None) -> S.BSeries:
         """B-series of one step (of the underlying one-step method for multistep ones)."""
@@ -101,6 +105,12 @@ class Method(abc.ABC):
 @lru_cache(maxsize=64)
 def _cached_series(method: Method, max_order: int) -> S.BSeries:
     return method._build_series(max_order)
+
+
+def block_names(method: Any) -> tuple[str, ...] | None:
+    """``method.blocks``: the parameter blocks its fields act on, one each (None: every
+    field acts on all parameters)."""
+    return getattr(method, "blocks", None)
 
 
 def _check_order(order: object) -> None:

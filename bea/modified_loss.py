@@ -39,7 +39,7 @@ import sympy
 
 from . import render as R
 from . import trees as T
-from .methods import Method, _check_order
+from .methods import Method, _check_order, block_names
 from .modified import ModifiedEquation, modified_equation
 
 
@@ -81,7 +81,7 @@ class ModifiedLoss(R.PrintsItself):
         self.method = equation.method
         self.order = equation.order
         self.h = equation.h
-        self.players: tuple[str, ...] | None = getattr(self.method, "players", None)
+        self.players: tuple[str, ...] | None = block_names(self.method)
         self.notation = equation.notation
         nc = self.method.ncolors
         groups = range(nc) if self.players else [None]

@@ -49,7 +49,7 @@ def _rates(lr: Sequence[Any] | None) -> tuple[sympy.Expr, sympy.Expr]:
 class _Game:
     """Marks a method as a two-player update (block fields, block notation)."""
 
-    players = PLAYERS
+    players = blocks = PLAYERS
     notation = R.BlockNotation(PLAYERS, LOSSES)
 
 

@@ -8,7 +8,7 @@ import pytest
 
 import games
 from bea import methods as M
-from bea.verify import verify
+from bea import verify
 
 jax.config.update("jax_enable_x64", True)
 
@@ -89,7 +89,7 @@ def test_symbolic_parameter_needs_numbers():
 
 
 def test_initial_points_and_points_sweep():
-    from bea.verify import initial_points
+    from bea.verification import initial_points
 
     p0 = (jnp.array([0.8, -0.5]), jnp.array([0.6]))
     pts = initial_points(p0, 5, spread=0.2, seed=1)
