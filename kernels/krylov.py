@@ -11,9 +11,7 @@ from the coordinate vector least represented in ``Q``, so ``T`` stays exact and 
 steps give every eigenvalue.  The residual norms ``|beta_m y_i[m]|`` bound the Ritz
 values' errors (``|A x - theta x|``).
 
-Compared in ``benchmarks/bench_eos.py`` with ``matfree.decomp.tridiag_sym`` (Arnoldi-based
-full re-orthogonalisation); same HVP count, this one is used in ``bea`` because it needs no
-extra dependency and handles breakdown (matfree returns NaNs on invariant subspaces).
+A comparison with matfree's matrix-free Lanczos has not been measured yet (issue 16).
 """
 
 from __future__ import annotations
