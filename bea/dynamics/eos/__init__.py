@@ -7,7 +7,7 @@
 * :mod:`.principal`: the principal flow of GD (Rosca et al., TMLR 2023).
 * :mod:`.runner`: full-batch training of an equinox model with any optax optimiser, with
   sharpness, gradient-flow distance and effective-step logs (resumable).
-* :mod:`.reproduce`: ``bea reproduce eos``.
+* ``bea reproduce eos``: not written yet (issue 16).
 
 The optimisers are :func:`bea.optax.normalized_gd` and :func:`bea.optax.sqrt_loss`.
 """
