@@ -21,8 +21,8 @@ from __future__ import annotations
 from typing import Any
 
 from bea import modified_equation as _joint
-from bea import series as S
 from bea import render as R
+from bea import series as S
 from bea import trees as T
 from bea.modified import ModifiedEquation
 
