@@ -18,6 +18,7 @@ from .methods import Method, symbols
 from .modified import (
     ModifiedEquation,
     ModifyingEquation,
+    h,
     modified_equation,
     modifying_equation,
     modifying_series,
@@ -42,7 +43,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
 }
 
 __all__ = ["methods", "series", "trees", "Tree", "Method", "symbols", "get_method",
-           "ModifiedEquation", "modified_equation", "ModifyingEquation", "modifying_equation",
+           "h", "ModifiedEquation", "modified_equation", "ModifyingEquation", "modifying_equation",
            "modifying_series", "ModifiedLoss", "modified_loss", *_LAZY]
 __version__ = "0.1.0"
 

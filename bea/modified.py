@@ -25,6 +25,10 @@ from .cache import cached_modified_field
 from .methods import Method, _check_order
 from .methods import gd as _gd
 
+#: The step-size symbol of every derived object (``bea.h``): powers of ``h`` in
+#: ``evaluate(..., summed=True)`` are written with it unless ``h=`` gives another symbol.
+h = sympy.Symbol("h", positive=True)
+
 
 @dataclass(frozen=True)
 class Term:
@@ -56,7 +60,10 @@ class ModifiedEquation(R.PrintsItself):
             # a validated JSON disk cache (bea.cache): a repeated derivation costs nothing
             series = cached_modified_field(method, order, max_trees=max_trees)
         self.series = series
-        self.h = sympy.Symbol("h", positive=True)
+        self.h = h
+        #: per-color time factors when the colors flow in their own times (games'
+        #: per-player convention: color p flows for ``times[p] * h`` per step); else None
+        self.times: tuple[sympy.Expr, ...] | None = None
         if notation is None:
             notation = default_notation(method)
         self.notation = notation
@@ -106,6 +113,12 @@ class ModifiedEquation(R.PrintsItself):
                  f"(theta' = f_0 + h f_1 + ...):"]
         for k in range(self.order + 1):
             lines.append(f"  f_{k} = {self._display(k, latex=False)}")
+        if self.times is not None:
+            names = getattr(self.method, "color_names", None) or range(len(self.times))
+            own = ", ".join(f"{n}: {R.nice(t * self.h)}" for n, t in zip(names, self.times,
+                                                                          strict=True))
+            lines.append(f"  each block flows for its own time per step ({own}), the other "
+                         "blocks along their plain fields")
         return "\n".join(lines)
 
     def __repr__(self) -> str:
@@ -124,13 +137,15 @@ class ModifiedEquation(R.PrintsItself):
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, loss: Any = None, vars: Sequence[Any] | str | None = None, *,
-                 fields: Any = None, summed: bool = False, subs: dict | None = None):
+                 fields: Any = None, summed: bool = False, subs: dict | None = None,
+                 h: Any = None):
         """Exact closed forms on a concrete problem written in sympy coordinates.
 
         Give ``loss`` (a sympy expression, a string parsed safely, or one per color) with
         ``vars``, or ``fields`` directly (see :func:`bea.concrete.fields_from`).  Returns
         ``[f_0, ..., f_order]`` as sympy column matrices, or their sum with powers of
-        ``h`` when ``summed=True``.
+        ``h`` when ``summed=True``: ``bea.h`` (``Symbol('h', positive=True)``), or the
+        symbol (or number) given as ``h=``, e.g. your own ``Symbol('h')``.
         """
         from .concrete import ConcreteFields, evaluate_terms, fields_from
 
@@ -138,7 +153,8 @@ class ModifiedEquation(R.PrintsItself):
             self.method, loss=loss, vars=vars, fields=fields)
         out = evaluate_terms(F, [self._terms[k] for k in range(self.order + 1)], subs=subs)
         if summed:
-            return sum((self.h ** k * out[k] for k in range(len(out))),
+            hh = self.h if h is None else sympy.sympify(h)
+            return sum((hh ** k * out[k] for k in range(len(out))),
                        sympy.zeros(*out[0].shape))
         return out
 

@@ -286,13 +286,15 @@ class ModifiedLoss(R.PrintsItself):
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, loss: Any = None, vars: Any = None, *, fields: Any = None,
-                 summed: bool = False, player: Any = None):
+                 summed: bool = False, player: Any = None, h: Any = None):
         """Exact modified loss on a concrete problem, per order (with :class:`sg`).
 
         Shared parameters: ``[L~_0, .., L~_order]`` with ``theta' = -grad L~`` (prefactor
         included); games: the list for ``player`` normalised so ``p' = -r_p grad_p L~_p``
         (or a tuple of both lists when ``player`` is None).  With general (non-gradient)
         ``fields`` no loss exists: a warning says so and the modified *field* is returned.
+        ``summed=True`` writes the powers of the step size with ``bea.h``, or with ``h=``
+        (e.g. your own ``Symbol('h')``).
         """
         from .concrete import ConcreteFields, fields_from
 
@@ -303,18 +305,18 @@ class ModifiedLoss(R.PrintsItself):
                 warnings.warn("no modified loss exists: the given fields are not gradients "
                               "(their Jacobians are not symmetric); returning the modified "
                               "field instead", stacklevel=2)
-                return self.equation.evaluate(fields=F, summed=summed)
+                return self.equation.evaluate(fields=F, summed=summed, h=h)
         else:
             F = fields_from(self.method, loss=loss, vars=vars)
         if F.losses is None:
             raise ValueError("a modified loss needs the losses, not only the fields")
         if self.players is None:
-            return self._eval_group(F, None, summed)
+            return self._eval_group(F, None, summed, h)
         if player is None:
-            return tuple(self._eval_group(F, p, summed) for p in range(len(self.players)))
-        return self._eval_group(F, self._group(player), summed)
+            return tuple(self._eval_group(F, p, summed, h) for p in range(len(self.players)))
+        return self._eval_group(F, self._group(player), summed, h)
 
-    def _eval_group(self, F, g, summed):
+    def _eval_group(self, F, g, summed, h=None):
         out = []
         for k in range(self.order + 1):
             acc = sympy.S.Zero
@@ -326,7 +328,8 @@ class ModifiedLoss(R.PrintsItself):
                 acc = self.prefactor * acc   # the loss itself: theta' = -grad L~
             out.append(sympy.expand(acc))
         if summed:
-            return sum((self.h ** k * out[k] for k in range(len(out))), sympy.S.Zero)
+            hh = self.h if h is None else sympy.sympify(h)
+            return sum((hh ** k * out[k] for k in range(len(out))), sympy.S.Zero)
         return out
 
 

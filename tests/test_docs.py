@@ -116,8 +116,11 @@ def test_docs_python_blocks_run_as_written(tmp_path):
 def _build(site: Path, execute: bool) -> None:
     pytest.importorskip("mkdocs")
     pytest.importorskip("mkdocstrings")
-    env = {**os.environ, "BEA_DOCS_EXECUTE": "true" if execute else "false",
-           "MPLBACKEND": "Agg", "NO_MKDOCS_2_WARNING": "1"}
+    # executed notebooks need matplotlib's inline backend (Agg would show no figures);
+    # their saved figure files go to a temporary folder, not into notebooks/
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
+    env.update(BEA_DOCS_EXECUTE="true" if execute else "false", NO_MKDOCS_2_WARNING="1",
+               BEA_FIGURES_DIR=str(site.parent / "figures"))
     r = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(site)],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
     assert r.returncode == 0, r.stderr[-6000:]

@@ -38,7 +38,13 @@ def _check(report):
         assert abs(s - (p + 1)) <= 0.15, f"order {p}: slope {s}\n{report}"
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
+# the fast suite keeps one case per kind of method (one-step, multistep, implicit, game);
+# the slowest parametrisations (30-100 s each on 2 loaded cores) run with -m slow
+_SLOW_DEFAULT = {"sgd2", "simultaneous_equal", "simultaneous_unequal", "alternating_equal"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in _SLOW_DEFAULT
+                                  else n for n in sorted(CASES)])
 def test_slopes_default_problem(name):
     _check(verify(CASES[name](), orders=(0, 1, 2, 3), progress=False))
 
@@ -49,6 +55,7 @@ def test_slopes_default_problem_slow(name):
     _check(verify(SLOW_CASES[name](), orders=(0, 1, 2, 3), progress=False))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["gd", "heavy_ball"])
 def test_slopes_mlp(name):
     _check(verify(CASES[name](), problem="mlp", orders=(0, 1, 2, 3), progress=False))

@@ -123,3 +123,7 @@ __all__ += ["NoiseInjectionState", "noise_injection"]
 from .sde import AmplificationError, SVAGState, svag, svag_weights  # noqa: E402
 
 __all__ += ["AmplificationError", "SVAGState", "svag", "svag_weights"]
+
+from .eos import LossMinError, normalized_gd, sqrt_loss  # noqa: E402  (edge-of-stability lab)
+
+__all__ += ["LossMinError", "normalized_gd", "sqrt_loss"]
