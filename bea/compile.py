@@ -148,7 +148,8 @@ class BoundProblem:
 
     def bind(self, batches: Sequence[Any] | None) -> list[Callable]:
         if batches is not None and len(batches) != self.ncolors:
-            raise ValueError(f"need {self.ncolors} batches (one per batch of the method), got {len(batches)}")
+            raise ValueError(f"need {self.ncolors} batches (one per batch of the method), "
+                             f"got {len(batches)}")
         out = []
         for c, f in enumerate(self.items):
             if batches is None:

@@ -388,7 +388,7 @@ def test_error_too_few_losses_or_batches():
     with pytest.raises(ValueError, match=r"calling loss 0 on the params failed"):
         c.terms(jnp.ones(2))        # batches forgotten
     gme = modified_equation(games.simultaneous((1, 1)), 1)
-    with pytest.raises(ValueError, match=r"one field per parameter block .*pass one loss per block"):
+    with pytest.raises(ValueError, match=r"one field per parameter block .*one loss per block"):
         gme.to_jax(G1)
     with pytest.raises(ValueError, match=r"needs 2 losses \(one per block\), got 3"):
         gme.to_jax([G1, G2, G1])
