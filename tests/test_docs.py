@@ -3,7 +3,8 @@
 * Every public name (``__all__`` of ``bea``, ``bea.optax``, ``kernels``, ``games``) has a
   docstring, as griffe (what mkdocstrings renders) reads it, with maths or an example.
 * Every ``python`` block of the docs pages runs as written (blocks of one page share a
-  namespace, like a tutorial; pages are independent).
+  namespace, like a tutorial; pages are independent), and every block of the README runs
+  on its own.
 * ``mkdocs build --strict`` succeeds (slow: about 40 s on 2 loaded cores), and in a real
   headless browser the home page, an API page and a notebook page render with equations.
 """
@@ -84,9 +85,12 @@ def _python_blocks(text: str) -> list[str]:
     return re.findall(r"^```python\n(.*?)^```", text, flags=re.S | re.M)
 
 
-def test_docs_python_blocks_run_as_written(tmp_path):
+def test_docs_and_readme_python_blocks_run_as_written(tmp_path):
     pages = {p.relative_to(DOCS).as_posix(): _python_blocks(p.read_text())
              for p in sorted(DOCS.rglob("*.md"))}
+    # the README too: each of its blocks on its own (a reader may copy any one of them)
+    for i, block in enumerate(_python_blocks((ROOT / "README.md").read_text())):
+        pages[f"README.md#{i}"] = [block]
     pages = {k: v for k, v in pages.items() if v}
     assert "getting-started.md" in pages
     # one interpreter for all pages (one JAX start-up), a fresh namespace per page; the
