@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bea import modified_equation
+from bea.files import atomic_write_json
 
 from . import methods as GM
 from . import runners, zoo
@@ -175,7 +176,7 @@ def rotational_game(eps: float = 0.09, h: float = 0.2, steps: int = 300,
              "modified flow (alt.)": (np.asarray(ts), fl_alt),
              "sim. GD, interaction drift cancelled": (tn, cancelled)},
             f"Rotational game, eps={eps}, h={h}", os.path.join(out, "rotational_game.png"))
-        _save_json(res, os.path.join(out, "rotational_game.json"))
+        atomic_write_json(os.path.join(out, "rotational_game.json"), res)
     return res
 
 
@@ -222,7 +223,7 @@ def dirac_gan(h: float = 0.1, steps: int = 1000, out: str | None = None) -> dict
              "sim. GD, interaction drift cancelled": (tn, cancelled)},
             f"Dirac-GAN (zero-sum), h={h}", os.path.join(out, "dirac_gan.png"),
             labels=("theta (generator)", "psi (discriminator)"))
-        _save_json(res, os.path.join(out, "dirac_gan.json"))
+        atomic_write_json(os.path.join(out, "dirac_gan.json"), res)
     return res
 
 
@@ -260,13 +261,6 @@ def _plot_trajectories(trajs: dict[str, tuple[np.ndarray, Any]], title: str, pat
     fig.savefig(path, dpi=100)
 
 
-def _save_json(obj: dict[str, Any], path: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
-
-
 def _reproducer(name: str) -> Any:
     def run(out: str, *, large: bool = False, progress: bool = True,
             resume: bool = False) -> str:
@@ -277,7 +271,8 @@ def _reproducer(name: str) -> Any:
         else:
             from .mog import mog_experiment
 
-            res = mog_experiment(out=out, large=large, progress=progress)
+            res = mog_experiment(out=out, large=large, progress=progress, resume=resume)
+            return f"{res['table']}\n\neffect: {res['effect']}"
         return json.dumps(res, indent=1)
 
     return run

@@ -89,3 +89,20 @@ def test_stability_report_order1_predicts_instability():
     assert sim["flows"][0]["stable"] and not sim["flows"][1]["stable"]
     alt = drift.stability_report(zoo.rotational(0.09), "alternating", (0.2, 0.2), h=0.2)
     assert alt["map_stable"] and all(v["stable"] for v in alt["flows"].values())
+
+
+def test_mog_gan_resumes_from_its_checkpoint(tmp_path, monkeypatch):
+    from games import mog
+
+    first = mog.mog_experiment(out=str(tmp_path), seeds=2, steps=20, progress=False,
+                               n_eval=100)
+    assert (tmp_path / "mog_gan.checkpoint.json").exists()
+
+    def no_training(*a, **k):
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(mog.runners, "run", no_training)
+    again = mog.mog_experiment(out=str(tmp_path), seeds=2, steps=20, progress=False,
+                               n_eval=100, resume=True)
+    assert again["rows"] == first["rows"] and again["effect"] == first["effect"]
+    assert "mean +- std" in again["table"]
