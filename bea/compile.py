@@ -8,8 +8,9 @@ Memory stays O(parameters) per node; nothing builds a Hessian.
 
 Losses are functions ``L(params, batch) -> scalar`` (or ``L(params)`` when no batches are
 passed).  One loss serves every color (batch c is ``batches[c]``), or give one loss per
-color.  For games (methods with ``players``), ``params = (x, y)`` and ``L_1, L_2`` take the
-joint ``params``; player p's field is ``-grad_p L_p`` with the other block zero.
+color.  For methods on parameter blocks (:func:`block_names`: the players of a game, any
+number of them), ``params = (p_1, .., p_n)`` and each ``L_c`` takes the joint ``params``;
+field c is ``-grad_c L_c`` on block c, zero on the others.
 
 Step size and batches are call arguments, so one compilation serves a whole run.
 Verification numerics want float64: enable ``jax.config.update("jax_enable_x64", True)``.
@@ -28,12 +29,15 @@ import kernels
 from kernels import tree_util as tu
 
 from . import trees as T
+from .methods import block_names
 
 Loss = Callable[..., jax.Array]
 
 
-class _DAG:
-    """Trees (and subtrees) as kernel nodes, children first."""
+class TreeDAG:
+    """Trees (and their subtrees) as kernel nodes, children first: ``nodes[i] = (color,
+    children)`` (:mod:`kernels.elementary`), ``index[tree] = i``; a subtree shared by
+    several trees is one node, evaluated once."""
 
     def __init__(self, roots: Sequence[int]):
         self.index: dict[int, int] = {}
@@ -52,47 +56,100 @@ class _DAG:
         return self.index[t]
 
 
-def _numeric(coef: sympy.Expr, subs: dict | None, what: str) -> float:
-    c = sympy.sympify(coef)
-    if subs:
-        c = c.subs({(sympy.Symbol(k, positive=True) if isinstance(k, str) else k): v
-                    for k, v in subs.items()})
-        if c.free_symbols and subs:
-            c = c.subs({sympy.Symbol(str(k)): v for k, v in subs.items()})
+class TreeSums:
+    """``sum_k h^k sum_t c_t F(t)`` over one :class:`TreeDAG`: the one evaluator of sums
+    of elementary differentials (modified equations, modifying integrators, series maps).
+
+    ``rows[k]`` lists ``(tree, c)`` for the power ``powers[k]`` of ``h``.  :meth:`values`
+    evaluates every node once: for gradient fields ``f_c = -grad L_c`` on the losses (one
+    reverse pass over nested forward passes per node, ``F(t) = (-1)^|t| G(t)``), else on
+    the fields themselves.
+    """
+
+    def __init__(self, rows: Sequence[Sequence[tuple[int, float]]], powers: Sequence[int]):
+        self.powers = list(powers)
+        if len(self.powers) != len(rows):
+            raise ValueError("need one power of h per row")
+        self.dag = TreeDAG([t for row in rows for t, _ in row])
+        self.rows = [[(self.dag.index[t], c) for t, c in row] for row in rows]
+        self._orders_of = kernels.node_orders(self.dag.nodes)
+
+    def values(self, params: Any, *, losses: Sequence[Callable] | None = None,
+               fields: Sequence[Callable] | None = None) -> list[Any]:
+        """``F`` of every node at ``params``, from ``losses`` (gradient fields) or
+        ``fields`` (already bound to their batches)."""
+        if not self.dag.nodes:
+            return []
+        if fields is not None:
+            return kernels.elementary_differentials(self.dag.nodes, fields, params)
+        G = kernels.gradient_elementary_differentials(self.dag.nodes, losses, params)
+        return [v if self._orders_of[i] % 2 == 0 else tu.tree_scale(-1.0, v)
+                for i, v in enumerate(G)]
+
+    def row(self, values: list[Any], k: int, params: Any) -> Any:
+        """``sum_t c_t F(t)`` of row ``k``."""
+        row = self.rows[k]
+        if not row:
+            return tu.tree_zeros_like(params)
+        return tu.linear_combination([c for _, c in row], [values[i] for i, _ in row])
+
+    def total(self, values: list[Any], params: Any, h: Any, up_to: int | None = None) -> Any:
+        """``sum_k h^powers[k] row_k`` over the rows with ``powers[k] <= up_to``."""
+        out = tu.tree_zeros_like(params)
+        for k, p in enumerate(self.powers):
+            if (up_to is not None and p > up_to) or not self.rows[k]:
+                continue
+            out = tu.tree_add(out, tu.tree_scale(h ** p, self.row(values, k, params)))
+        return out
+
+
+def numeric_coefficient(coef: sympy.Expr, subs: dict | None, what: str) -> float:
+    """A series coefficient as a float, its symbols given by ``subs``; a named error
+    when symbols remain."""
+    from .symbol_table import exact_subs, substitute
+
+    # by name, exact validated values, xreplace (never sympy's .subs on user strings)
+    c = substitute(coef, exact_subs(subs))
     if c.free_symbols:
-        names = ", ".join(sorted(str(s) for s in c.free_symbols))
-        raise ValueError(f"{what} depends on the symbols {names}: pass numeric values, "
-                         f"e.g. subs={{'{sorted(str(s) for s in c.free_symbols)[0]}': 0.9}}")
+        names = sorted(str(s) for s in c.free_symbols)
+        raise ValueError(f"{what} depends on the symbols {', '.join(names)}: give numbers, "
+                         f"e.g. method.bind({names[0]}=0.9), or subs={{'{names[0]}': 0.9}} "
+                         f"to to_jax()/verify()")
     return float(c)
 
 
-class _Problem:
-    """Losses/fields bound to a method: validation and per-color callables."""
+class BoundProblem:
+    """Losses (or fields) given for a method: validation, binding to batches, and the
+    per-color fields (block fields for methods with :func:`block_names`)."""
 
     def __init__(self, method: Any, loss: Loss | Sequence[Loss] | None,
                  fields: Sequence[Callable] | None):
         self.method = method
         self.ncolors = method.ncolors
-        self.players = getattr(method, "players", None)
+        self.blocks = block_names(method)
+        self.players = self.blocks   # the name games use
         if (loss is None) == (fields is None):
             raise ValueError("give either loss=... (gradient fields) or fields=... (general)")
         self.general = fields is not None
         given = fields if fields is not None else loss
         if callable(given):
-            given = [given] * self.ncolors if not self.players or fields is not None else None
+            given = [given] * self.ncolors if not self.blocks or fields is not None else None
             if given is None:
-                raise ValueError(f"{method.name} is a two-player game: pass losses=(L_1, L_2)")
+                raise ValueError(f"{method.name} has one field per parameter block "
+                                 f"{self.blocks}: pass one loss per block (L_1, .., "
+                                 f"L_{self.ncolors}), each on the joint params")
         given = list(given)
         if len(given) != self.ncolors:
             raise ValueError(f"{method.name} needs {self.ncolors} "
                              f"{'fields' if self.general else 'losses'} (one per "
-                             f"{'player' if self.players else 'color/batch'}), got {len(given)}")
+                             f"{'block' if self.blocks else 'color/batch'}), got {len(given)}")
         self.items = given
         self._checked: set = set()
 
     def bind(self, batches: Sequence[Any] | None) -> list[Callable]:
         if batches is not None and len(batches) != self.ncolors:
-            raise ValueError(f"need {self.ncolors} batches (one per color), got {len(batches)}")
+            raise ValueError(f"need {self.ncolors} batches (one per batch of the method), "
+                             f"got {len(batches)}")
         out = []
         for c, f in enumerate(self.items):
             if batches is None:
@@ -120,11 +177,13 @@ class _Problem:
 
     def check(self, params: Any, bound: list[Callable]) -> None:
         """Clear errors before any tracing error: integer params, non-scalar losses,
-        structure mismatches, game params not a pair."""
+        structure mismatches, block params of the wrong length."""
         tu.check_float_params(params)
-        if self.players is not None and not (isinstance(params, (tuple, list))
-                                             and len(params) == 2):
-            raise ValueError("a two-player game needs params = (x, y): one pytree per player")
+        if self.blocks is not None and not (isinstance(params, (tuple, list))
+                                            and len(params) == len(self.blocks)):
+            names = ", ".join(self.blocks)
+            raise ValueError(f"{self.method.name} acts on {len(self.blocks)} parameter blocks: "
+                             f"params = ({names}), one pytree per block")
         for c, f in enumerate(bound):
             try:
                 out = jax.eval_shape(f, params)
@@ -140,14 +199,15 @@ class _Problem:
     def fields(self, bound: list[Callable]) -> list[Callable]:
         if self.general:
             return bound
-        if self.players is None:
+        if self.blocks is None:
             return [lambda p, L=L: tu.tree_scale(-1.0, jax.grad(L)(p)) for L in bound]
         out = []
         for c, L in enumerate(bound):
+            # block field c: -grad of L_c with respect to block c, zero on the other blocks
             def f(p, L=L, c=c):
                 g = jax.grad(L)(p)
                 return tuple(tu.tree_scale(-1.0, g[i]) if i == c else tu.tree_zeros_like(p[i])
-                             for i in range(2))
+                             for i in range(len(p)))
             out.append(f)
         return out
 
@@ -162,51 +222,37 @@ class CompiledModifiedEquation:
     def __init__(self, equation: Any, loss: Any = None, fields: Any = None,
                  subs: dict | None = None, orders: Sequence[int] | None = None):
         self.equation = equation
-        self.problem = _Problem(equation.method, loss, fields)
+        self.problem = BoundProblem(equation.method, loss, fields)
         self.orders = list(range(equation.order + 1)) if orders is None else list(orders)
         rows = []
-        roots = []
         for k in self.orders:
             row = []
             for term in equation.terms(k):
-                c = _numeric(term.coefficient, subs, f"the coefficient of {T.bracket(term.tree)}")
+                c = numeric_coefficient(term.coefficient, subs,
+                                        f"the coefficient of {T.bracket(term.tree)}")
                 if c != 0.0:
                     row.append((term.tree, c))
-                    roots.append(term.tree)
             rows.append(row)
-        self.dag = _DAG(roots)
-        self.rows = [[(self.dag.index[t], c) for t, c in row] for row in rows]
-        self._orders_of = kernels.node_orders(self.dag.nodes)
+        self.sums = TreeSums(rows, self.orders)
+        self.dag = self.sums.dag
         self._terms = jax.jit(self._terms_impl)
-        self._field = jax.jit(self._field_impl, static_argnames=("order",))
+        self._field = jax.jit(self.evaluate, static_argnames=("order",))
 
     def _values(self, params, batches):
         bound = self.problem.bind(batches)
-        if self.problem.general or self.problem.players is not None:
-            return kernels.elementary_differentials(self.dag.nodes,
-                                                    self.problem.fields(bound), params)
-        G = kernels.gradient_elementary_differentials(self.dag.nodes, bound, params)
-        return [v if self._orders_of[i] % 2 == 0 else tu.tree_scale(-1.0, v)
-                for i, v in enumerate(G)]
-
-    def _combine(self, values, row, params):
-        if not row:
-            return tu.tree_zeros_like(params)
-        return tu.linear_combination([c for _, c in row], [values[i] for i, _ in row])
+        if self.problem.general or self.problem.blocks is not None:
+            return self.sums.values(params, fields=self.problem.fields(bound))
+        return self.sums.values(params, losses=bound)
 
     def _terms_impl(self, params, batches):
         values = self._values(params, batches)
-        return [self._combine(values, row, params) for row in self.rows]
+        return [self.sums.row(values, k, params) for k in range(len(self.orders))]
 
-    def _field_impl(self, params, h, batches, order):
-        values = self._values(params, batches)
-        out = tu.tree_zeros_like(params)
-        for k, row in zip(self.orders, self.rows, strict=True):
-            if order is not None and k > order:
-                continue
-            if row:
-                out = tu.tree_add(out, tu.tree_scale(h ** k, self._combine(values, row, params)))
-        return out
+    def evaluate(self, params: Any, h: Any, batches: tuple | None, order: int | None = None
+                 ) -> Any:
+        """The field without checks or jit (traced by the caller: verification kernels,
+        transforms): ``sum_{k <= order} h^k f_k``, batches a tuple or None."""
+        return self.sums.total(self._values(params, batches), params, h, order)
 
     def terms(self, params: Any, batches: Sequence[Any] | None = None) -> list[Any]:
         self.problem.check_cached(params, batches)
@@ -230,7 +276,7 @@ class CompiledModifiedLoss:
     def __init__(self, modified_loss: Any, loss: Any, subs: dict | None = None,
                  orders: Sequence[int] | None = None):
         self.ml = modified_loss
-        self.problem = _Problem(modified_loss.method, loss, None)
+        self.problem = BoundProblem(modified_loss.method, loss, None)
         self.orders = list(range(modified_loss.order + 1)) if orders is None else list(orders)
         groups = list(range(modified_loss.method.ncolors)) if modified_loss.players else [None]
         self.groups = groups
@@ -242,24 +288,24 @@ class CompiledModifiedLoss:
                 row = []
                 player = g
                 for p in modified_loss.potential(k, player):
-                    c = _numeric(p.coefficient, subs, "a potential coefficient")
+                    c = numeric_coefficient(p.coefficient, subs, "a potential coefficient")
                     row.append((p.tree, c, False))
                     roots.extend(T.children(p.tree))
                 for r in modified_loss.remainder(k, player):
-                    c = _numeric(r.coefficient, subs, "a remainder coefficient")
+                    c = numeric_coefficient(r.coefficient, subs, "a remainder coefficient")
                     row.append((r.tree, c, True))
                     roots.extend(T.children(r.tree))
                 rows.append(row)
             spec[g] = rows
-        self.prefactor = _numeric(modified_loss.prefactor, subs, "the prefactor") \
+        self.prefactor = numeric_coefficient(modified_loss.prefactor, subs, "the prefactor") \
             if not modified_loss.players else 1.0
-        self.dag = _DAG(roots)
+        self.dag = TreeDAG(roots)
         self.spec = spec
         self._loss = jax.jit(self._loss_impl, static_argnames=("group", "skip0"))
 
     def _loss_impl(self, params, h, batches, group, skip0):
         bound = self.problem.bind(batches)
-        if self.problem.players is None:
+        if self.problem.blocks is None:
             G = kernels.gradient_elementary_differentials(self.dag.nodes, bound, params) \
                 if self.dag.nodes else []
         else:
@@ -282,12 +328,13 @@ class CompiledModifiedLoss:
         return self.prefactor * total
 
     def _group(self, player):
-        if self.problem.players is None:
+        blocks = self.problem.blocks
+        if blocks is None:
             return None
         if player is None:
-            raise ValueError("a game has one modified loss per player: pass player=0/1 or "
-                             f"a name in {self.problem.players}")
-        return self.problem.players.index(player) if isinstance(player, str) else int(player)
+            raise ValueError(f"{self.ml.method.name} has one modified loss per parameter "
+                             f"block: pass player=0..{len(blocks) - 1} or a name in {blocks}")
+        return blocks.index(player) if isinstance(player, str) else int(player)
 
     def loss(self, params: Any, h: float, batches: Sequence[Any] | None = None,
              player: Any = None) -> jax.Array:

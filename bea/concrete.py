@@ -27,7 +27,9 @@ from sympy.polys.domains import QQ
 from sympy.polys.rings import PolyRing
 
 from . import trees as T
+from .methods import block_names
 from .parse import parse_expr, parse_vars
+from .symbol_table import SymbolTable, exact_subs, substitute
 
 
 class _PolyFields:
@@ -196,6 +198,7 @@ def evaluate_terms(F: ConcreteFields, rows: Sequence[Sequence[Any]],
     """``sum coef * F(tree)`` for each row of :class:`~bea.modified.Term`."""
     d = len(F.vars)
     P = F.polynomial()
+    subs = exact_subs(subs)
     out = []
     for row in rows:
         acc = sympy.zeros(d, 1)
@@ -204,7 +207,7 @@ def evaluate_terms(F: ConcreteFields, rows: Sequence[Sequence[Any]],
         for term in row:
             coef = term.coefficient
             if subs:
-                coef = coef.subs(subs)
+                coef = substitute(coef, subs)   # by name, exact values, never .subs
             if P is not None and coef.is_Rational:
                 # exact rational coefficient: accumulate in the polynomial ring
                 vals = P.value(term.tree)
@@ -275,7 +278,7 @@ def fields_from(method: Any, *, loss: Any = None, vars: Any = None,
     * ``fields=[f_0, ...]`` (lists of expressions) for general vector fields.
     """
     nc = method.ncolors
-    players = getattr(method, "players", None)
+    players = block_names(method)
     if fields is not None:
         V = _vars(vars, fields)
         fs = fields if isinstance(fields, (list, tuple)) and fields and isinstance(
@@ -283,7 +286,8 @@ def fields_from(method: Any, *, loss: Any = None, vars: Any = None,
         if len(fs) != nc:
             raise ValueError(f"{method.name} uses {nc} field(s), got {len(fs)}")
         names = {str(v): v for v in V}
-        mats = [sympy.Matrix([_expr(e, names) for e in f]) for f in fs]
+        table = SymbolTable(V, method.parameters, method.name)
+        mats = [sympy.Matrix([_expr(e, names, table) for e in f]) for f in fs]
         for m in mats:
             if m.shape[0] != len(V):
                 raise ValueError(f"field has {m.shape[0]} components for {len(V)} variables")
@@ -301,20 +305,40 @@ def fields_from(method: Any, *, loss: Any = None, vars: Any = None,
             # zero-sum shorthand: L_2 = -L_1
             losses = [losses[0], f"-({losses[0]})" if isinstance(losses[0], str)
                       else -sympy.sympify(losses[0])]
-        return block_gradient_fields([_expr(L, names) for L in losses], pv)
+        table = SymbolTable([v for group in pv for v in group], method.parameters,
+                            method.name)
+        return block_gradient_fields([_expr(L, names, table) for L in losses], pv)
     losses = list(loss) if isinstance(loss, (list, tuple)) else [loss]
     V = _vars(vars, losses)
+    table = SymbolTable(V, method.parameters, method.name)
     names = {str(v): v for v in V}
     if len(losses) != nc:
-        raise ValueError(f"{method.name} uses {nc} loss(es) (one per batch/color), "
-                         f"got {len(losses)}")
-    return gradient_fields([_expr(L, names) for L in losses], V)
+        what = (f"one loss per batch ({nc} batches)" if method.name.startswith("sgd")
+                else f"{nc} losses, one for each of its {nc} fields")
+        raise ValueError(f"{method.name} needs {what}, got {len(losses)}; give a list "
+                         f"of {nc} losses (on the command line separated by ';')")
+    return gradient_fields([_expr(L, names, table) for L in losses], V)
 
 
-def _expr(e: Any, names: dict[str, sympy.Symbol]) -> sympy.Expr:
+def _expr(e: Any, names: dict[str, sympy.Symbol], table: SymbolTable | None = None
+          ) -> sympy.Expr:
+    """A loss or field component: strings through the whitelisting parser, sympy
+    expressions adopted by name onto the declared variables (a plain ``Symbol('x')``
+    is the variable ``x``); never ``sympify`` on arbitrary objects."""
+    from .numbers import check_finite_real, exact
+
     if isinstance(e, str):
-        return parse_expr(e, names)
-    return sympy.sympify(e)
+        out = parse_expr(e, names)
+    elif isinstance(e, sympy.Basic):
+        out = e
+    elif isinstance(e, (int, float)) or type(e).__module__ == "numpy":
+        out = exact(e, "a constant loss")
+    else:
+        raise TypeError(f"a loss must be a string or a sympy expression, got "
+                        f"{type(e).__name__}")
+    if table is None:
+        table = SymbolTable(tuple(names.values()))
+    return check_finite_real(table.adopt(out), "the loss")
 
 
 def _vars(vars: Any, exprs: Any) -> tuple[sympy.Symbol, ...]:
@@ -323,6 +347,9 @@ def _vars(vars: Any, exprs: Any) -> tuple[sympy.Symbol, ...]:
         for e in exprs if isinstance(exprs, (list, tuple)) else [exprs]:
             if isinstance(e, str):
                 raise ValueError("pass vars=... (e.g. vars='x,y') with a loss given as a string")
-            syms |= sympy.sympify(e).free_symbols
+            if not isinstance(e, sympy.Basic):
+                raise TypeError(f"a loss must be a string or a sympy expression, got "
+                                f"{type(e).__name__}")
+            syms |= e.free_symbols
         return tuple(sorted(syms, key=str))
     return parse_vars(vars)

@@ -164,7 +164,15 @@ class Checkpoint:
             return
         if not p.is_file():
             self.discarded = "not a regular file"
-            return
+        else:
+            self._read(p)
+        if self.discarded:
+            import warnings
+
+            warnings.warn(f"ignoring checkpoint {str(p)!r}: {self.discarded}; starting afresh",
+                          stacklevel=3)
+
+    def _read(self, p: Path) -> None:
         try:
             if p.stat().st_size > _MAX_CHECKPOINT_BYTES:
                 raise ValueError("too large")
@@ -172,20 +180,15 @@ class Checkpoint:
                 data = json.loads(fh.read(_MAX_CHECKPOINT_BYTES + 1).decode("utf-8"))
             if not isinstance(data, dict) or data.get("version") != self.version:
                 raise ValueError("unknown format")
-            if data.get("config") != self.config:
-                self.discarded = "written for another configuration"
-                return
             units = data.get("units")
             if not isinstance(units, dict):
                 raise ValueError("no units")
-            self.units = units
+            if data.get("config") != self.config:
+                self.discarded = "written for another configuration"
+            else:
+                self.units = units
         except (OSError, ValueError, UnicodeDecodeError, RecursionError) as e:
             self.discarded = f"unreadable ({e})"
-        if self.discarded:
-            import warnings
-
-            warnings.warn(f"ignoring checkpoint {str(p)!r}: {self.discarded}; starting afresh",
-                          stacklevel=3)
 
     def has(self, key: str) -> bool:
         return key in self.units

@@ -41,12 +41,23 @@ BETA = sympy.Symbol("beta", positive=True)
 
 
 def _sym(x: Number) -> sympy.Expr:
-    if isinstance(x, str):
-        raise TypeError(f"use sympy.Symbol({x!r}) (or bea.symbols) for a symbolic parameter")
-    if isinstance(x, float):
-        # the decimal the user typed (0.9 -> 9/10), not the binary expansion
-        return sympy.Rational(repr(x)) if x == x and abs(x) != float("inf") else sympy.nan
-    return sympy.sympify(x)
+    """A method parameter or tableau entry: an exact number (:func:`bea.numbers.exact`:
+    floats as the decimal typed, float32 exactly with a warning, nan/inf refused) or a
+    sympy expression in named symbols (not ``h``, the step size)."""
+    from .numbers import check_finite_real, exact
+    from .symbol_table import check_name
+
+    if isinstance(x, str) and x.strip().isidentifier():
+        raise TypeError(f"use sympy.Symbol({x.strip()!r}) (or bea.methods.symbols) for a "
+                        f"symbolic parameter")
+    if isinstance(x, sympy.Expr) and x.free_symbols:
+        for sym in x.free_symbols:
+            check_name(getattr(sym, "name", str(sym)), "method parameter")
+        floats = x.atoms(sympy.Float)
+        if floats:
+            x = x.xreplace({f: exact(f, "a number in a method parameter") for f in floats})
+        return check_finite_real(x, "method parameter")
+    return exact(x, "method parameter")
 
 
 def _numeric(x: sympy.Expr) -> float | None:
@@ -65,6 +76,10 @@ class Method(abc.ABC):
     color_names: tuple[str, ...] = ("",)
     #: number of previous iterates a step needs besides the current one (multistep).
     history: int = 0
+    #: names of the parameter blocks when field ``c`` acts on block ``c`` only (the players
+    #: of a game, any number of them): ``params = (p_1, .., p_n)``, field ``c`` is
+    #: ``-grad_c L_c``; None when every field acts on all parameters.
+    blocks: tuple[str, ...] | None = None
 
     def series(self, max_order: int, max_trees: int | None = None) -> S.BSeries:
         """B-series of one step (of the underlying one-step method for multistep ones)."""
@@ -86,7 +101,17 @@ class Method(abc.ABC):
         params (one-step) or a tuple ``(x_n, x_{n-1}, ...)`` (multistep)."""
 
     def cache_key(self) -> str:
-        return repr(self)
+        """Structural identity (class, repr, parameters with their assumptions)."""
+        from .symbol_table import method_identity
+
+        return method_identity(self)
+
+    def bind(self, **values: Number) -> Method:
+        """This method with symbolic parameters fixed: ``heavy_ball().bind(beta=0.9)``
+        (names matched by name; values exact, see :func:`bea.symbol_table.bind_method`)."""
+        from .symbol_table import bind_method
+
+        return bind_method(self, **values)
 
     def __hash__(self) -> int:
         return hash(self.cache_key())
@@ -101,6 +126,12 @@ class Method(abc.ABC):
 @lru_cache(maxsize=64)
 def _cached_series(method: Method, max_order: int) -> S.BSeries:
     return method._build_series(max_order)
+
+
+def block_names(method: Any) -> tuple[str, ...] | None:
+    """``method.blocks``: the parameter blocks its fields act on, one each (None: every
+    field acts on all parameters)."""
+    return getattr(method, "blocks", None)
 
 
 def _check_order(order: object) -> None:
@@ -303,6 +334,9 @@ def sgd(batches: int = 2, average_orderings: bool = False) -> Method:
     if average_orderings:
         return OrderingAverage(sgd(batches))
     m = batches
+    from .limits import check_tableau
+
+    check_tableau(m, m, f"sgd with {m:,} batches")
     A = [[[1 if (j == c and j < i) else 0 for j in range(m)] for i in range(m)] for c in range(m)]
     b = [[1 if i == c else 0 for i in range(m)] for c in range(m)]
     return AdditiveRungeKutta(A, b, name=f"sgd(batches={m})",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import sympy
@@ -22,6 +23,11 @@ from . import series as S
 from . import trees as T
 from .cache import cached_modified_field
 from .methods import Method, _check_order
+from .methods import gd as _gd
+
+#: The step-size symbol of every derived object (``bea.h``): powers of ``h`` in
+#: ``evaluate(..., summed=True)`` are written with it unless ``h=`` gives another symbol.
+h = sympy.Symbol("h", positive=True)
 
 
 @dataclass(frozen=True)
@@ -54,14 +60,17 @@ class ModifiedEquation(R.PrintsItself):
             # a validated JSON disk cache (bea.cache): a repeated derivation costs nothing
             series = cached_modified_field(method, order, max_trees=max_trees)
         self.series = series
-        self.h = sympy.Symbol("h", positive=True)
+        self.h = h
+        #: per-color time factors when the colors flow in their own times (games'
+        #: per-player convention: color p flows for ``times[p] * h`` per step); else None
+        self.times: tuple[sympy.Expr, ...] | None = None
         if notation is None:
             notation = default_notation(method)
         self.notation = notation
         self._terms: list[list[Term]] = []
         for k in range(order + 1):
             row = []
-            for t in T.trees_of_order(k + 1, method.ncolors):
+            for t in T.canonical_sort(T.trees_of_order(k + 1, method.ncolors)):
                 v = series[t]
                 if v:
                     coef = R.nice(series.domain.to_sympy(v) / T.sigma(t))
@@ -104,6 +113,12 @@ class ModifiedEquation(R.PrintsItself):
                  f"(theta' = f_0 + h f_1 + ...):"]
         for k in range(self.order + 1):
             lines.append(f"  f_{k} = {self._display(k, latex=False)}")
+        if self.times is not None:
+            names = getattr(self.method, "color_names", None) or range(len(self.times))
+            own = ", ".join(f"{n}: {R.nice(t * self.h)}" for n, t in zip(names, self.times,
+                                                                          strict=True))
+            lines.append(f"  each block flows for its own time per step ({own}), the other "
+                         "blocks along their plain fields")
         return "\n".join(lines)
 
     def __repr__(self) -> str:
@@ -122,21 +137,26 @@ class ModifiedEquation(R.PrintsItself):
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, loss: Any = None, vars: Sequence[Any] | str | None = None, *,
-                 fields: Any = None, summed: bool = False, subs: dict | None = None):
+                 fields: Any = None, summed: bool = False, subs: dict | None = None,
+                 h: Any = None):
         """Exact closed forms on a concrete problem written in sympy coordinates.
 
         Give ``loss`` (a sympy expression, a string parsed safely, or one per color) with
         ``vars``, or ``fields`` directly (see :func:`bea.concrete.fields_from`).  Returns
         ``[f_0, ..., f_order]`` as sympy column matrices, or their sum with powers of
-        ``h`` when ``summed=True``.
+        ``h`` when ``summed=True``: ``bea.h`` (``Symbol('h', positive=True)``), or the
+        symbol (or number) given as ``h=``, e.g. your own ``Symbol('h')``.
         """
         from .concrete import ConcreteFields, evaluate_terms, fields_from
+        from .symbol_table import bind_values
 
+        subs = bind_values(subs, self.parameters, "subs")
         F = fields if isinstance(fields, ConcreteFields) else fields_from(
             self.method, loss=loss, vars=vars, fields=fields)
         out = evaluate_terms(F, [self._terms[k] for k in range(self.order + 1)], subs=subs)
         if summed:
-            return sum((self.h ** k * out[k] for k in range(len(out))),
+            hh = self.h if h is None else sympy.sympify(h)
+            return sum((hh ** k * out[k] for k in range(len(out))),
                        sympy.zeros(*out[0].shape))
         return out
 
@@ -146,7 +166,9 @@ class ModifiedEquation(R.PrintsItself):
         """Jitted, Hessian-free JAX field on losses ``L(params, batch)`` (or general
         ``fields``); see :class:`bea.compile.CompiledModifiedEquation`."""
         from .compile import compile_equation
+        from .symbol_table import bind_values
 
+        subs = bind_values(subs, self.parameters, "subs") or None
         return compile_equation(self, loss, fields=fields, subs=subs, orders=orders)
 
 
@@ -178,3 +200,70 @@ def modified_equation(method: Method, order: int, *, max_trees: int | None = Non
     if not isinstance(method, Method):
         raise TypeError(f"expected a bea method (e.g. bea.methods.gd()), got {method!r}")
     return ModifiedEquation(method, order, max_trees=max_trees, notation=notation)
+
+
+# --------------------------------------------------------------------------- modifying integrator
+# Beside the modified equation, as in BSeries.jl (modified_equation / modifying_integrator):
+# the field F whose numerical integration by the method has the modified equation f.
+
+
+class ModifyingEquation(ModifiedEquation):
+    """The field ``F`` of a modifying integrator (:func:`modifying_equation`): prints,
+    evaluates and compiles like a :class:`ModifiedEquation`."""
+
+    def __str__(self) -> str:
+        head, _, rest = super().__str__().partition("\n")
+        return (f"Modifying integrator of {self.method.name} to order {self.order} "
+                f"(run {self.method.name} on F = f_0 + h f_1 + ...; its modified "
+                f"equation is then theta' = f_0 + O(h^{self.order + 1})):\n{rest}")
+
+    def __repr__(self) -> str:
+        return f"<ModifyingEquation {self.method.name} order={self.order}>"
+
+
+def modifying_series(method: Method, order: int) -> S.BSeries:
+    """Field series ``b`` (``b(.) = 1``) of the modifying integrator of a one-field method.
+
+    ``F = sum_t h^(|t|-1) b(t)/sigma(t) F_f(t)`` makes the method applied to ``F``
+    reproduce the exact flow of ``c f`` up to ``O(h^(order+2))`` per step, ``c = a(.)``
+    the method's order-0 coefficient (1 for GD and RK methods, ``1/(1-beta)`` for heavy
+    ball): by the substitution law ``(b * a)(t) = c b(t) + (terms in b on smaller trees)
+    = c^|t| / gamma(t)``, solved tree by tree.  So the method on ``F`` has the modified
+    equation ``theta' = c f + O(h^(order+1))``.
+    """
+    _check_order(order)
+    if not isinstance(method, Method):
+        raise TypeError(f"expected a bea method, got {method!r}")
+    if method.ncolors != 1:
+        raise ValueError(f"{method.name} acts on {method.ncolors} fields: a modifying "
+                         f"integrator is derived here for one-field methods only")
+    return _modifying_series(method, order)
+
+
+@lru_cache(maxsize=32)
+def _modifying_series(method: Method, order: int) -> S.BSeries:
+    a = method.series(order + 1)
+    dom = a.domain
+    c = a[T.leaf(0)]
+    if not c:
+        raise ValueError(f"{method.name} has no order-0 term")
+    b = S.BSeries(dom, 1, order + 1, dom.zero, {T.leaf(0): dom.one})
+    for n in range(2, order + 2):
+        s = S.substitute(b, a)      # b is still 0 on the trees of order n
+        for t in T.trees_of_order(n, 1):
+            v = (c ** n / dom.convert(T.gamma(t)) - s[t]) / c
+            if v:
+                b.coeffs[t] = v
+    return b
+
+
+def modifying_equation(method: Method | None = None, order: int = 1) -> ModifyingEquation:
+    """The corrected field ``F = f + h f_1 + .. + h^order f_order`` of
+    :func:`modifying_series` as a ``bea.ModifiedEquation`` (printing, LaTeX, exact
+    ``evaluate`` on sympy losses, ``to_jax``).  For GD::
+
+        f_1 = (1/2) H grad L
+        f_2 = -(1/6) D^3L[grad L, grad L] - (1/6) H^2 grad L
+    """
+    method = _gd() if method is None else method
+    return ModifyingEquation(method, order, series=modifying_series(method, order))

@@ -39,7 +39,7 @@ import sympy
 
 from . import render as R
 from . import trees as T
-from .methods import Method, _check_order
+from .methods import Method, _check_order, block_names
 from .modified import ModifiedEquation, modified_equation
 
 
@@ -81,7 +81,7 @@ class ModifiedLoss(R.PrintsItself):
         self.method = equation.method
         self.order = equation.order
         self.h = equation.h
-        self.players: tuple[str, ...] | None = getattr(self.method, "players", None)
+        self.players: tuple[str, ...] | None = block_names(self.method)
         self.notation = equation.notation
         nc = self.method.ncolors
         groups = range(nc) if self.players else [None]
@@ -92,7 +92,7 @@ class ModifiedLoss(R.PrintsItself):
         series = equation.series
         for k in range(self.order + 1):
             n = k + 1
-            trees = T.trees_of_order(n, nc)
+            trees = T.canonical_sort(T.trees_of_order(n, nc))
             for g in groups:
                 pot, rem = self._split(series, [t for t in trees if g is None
                                                 or T.color(t) == g], n, g)
@@ -286,13 +286,15 @@ class ModifiedLoss(R.PrintsItself):
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, loss: Any = None, vars: Any = None, *, fields: Any = None,
-                 summed: bool = False, player: Any = None):
+                 summed: bool = False, player: Any = None, h: Any = None):
         """Exact modified loss on a concrete problem, per order (with :class:`sg`).
 
         Shared parameters: ``[L~_0, .., L~_order]`` with ``theta' = -grad L~`` (prefactor
         included); games: the list for ``player`` normalised so ``p' = -r_p grad_p L~_p``
         (or a tuple of both lists when ``player`` is None).  With general (non-gradient)
         ``fields`` no loss exists: a warning says so and the modified *field* is returned.
+        ``summed=True`` writes the powers of the step size with ``bea.h``, or with ``h=``
+        (e.g. your own ``Symbol('h')``).
         """
         from .concrete import ConcreteFields, fields_from
 
@@ -303,18 +305,18 @@ class ModifiedLoss(R.PrintsItself):
                 warnings.warn("no modified loss exists: the given fields are not gradients "
                               "(their Jacobians are not symmetric); returning the modified "
                               "field instead", stacklevel=2)
-                return self.equation.evaluate(fields=F, summed=summed)
+                return self.equation.evaluate(fields=F, summed=summed, h=h)
         else:
             F = fields_from(self.method, loss=loss, vars=vars)
         if F.losses is None:
             raise ValueError("a modified loss needs the losses, not only the fields")
         if self.players is None:
-            return self._eval_group(F, None, summed)
+            return self._eval_group(F, None, summed, h)
         if player is None:
-            return tuple(self._eval_group(F, p, summed) for p in range(len(self.players)))
-        return self._eval_group(F, self._group(player), summed)
+            return tuple(self._eval_group(F, p, summed, h) for p in range(len(self.players)))
+        return self._eval_group(F, self._group(player), summed, h)
 
-    def _eval_group(self, F, g, summed):
+    def _eval_group(self, F, g, summed, h=None):
         out = []
         for k in range(self.order + 1):
             acc = sympy.S.Zero
@@ -326,7 +328,8 @@ class ModifiedLoss(R.PrintsItself):
                 acc = self.prefactor * acc   # the loss itself: theta' = -grad L~
             out.append(sympy.expand(acc))
         if summed:
-            return sum((self.h ** k * out[k] for k in range(len(out))), sympy.S.Zero)
+            hh = self.h if h is None else sympy.sympify(h)
+            return sum((hh ** k * out[k] for k in range(len(out))), sympy.S.Zero)
         return out
 
 
@@ -335,7 +338,9 @@ def _to_jax(self, loss: Any, *, subs: dict | None = None,
     """Jitted JAX modified loss on ``L(params, batch)``; see
     :class:`bea.compile.CompiledModifiedLoss`."""
     from .compile import compile_loss
+    from .symbol_table import bind_values
 
+    subs = bind_values(subs, self.method.parameters, "subs") or None
     return compile_loss(self, loss, subs=subs, orders=orders)
 
 

@@ -67,16 +67,23 @@ def get_method(name: str, **options: Any) -> M.Method:
     return table[key](**{k: v for k, v in options.items() if v is not None})
 
 
-def parse_parameter(text: str) -> Any:
-    """A method parameter from the command line: a number (``0.9``, ``1/2``) or a symbol
-    name (``beta``); nothing else is accepted."""
+def parse_parameter(text: str, what: str = "parameter") -> Any:
+    """A method parameter from the command line: a number (``0.9``, ``1/2``, ``1e-3``,
+    exact) or a symbol name (``beta``); ``nan``/``inf``, ``h`` (the step size), function
+    names and anything else are refused (:mod:`bea.numbers`, :mod:`bea.symbol_table`)."""
+    from .numbers import NumberError
+    from .parse import parse_number
+    from .symbol_table import check_name
+
     text = text.strip()
-    if text.isidentifier():
-        return sympy.Symbol(text, positive=True)
+    if text.isidentifier() and text.lower() not in ("nan", "inf", "infinity", "oo"):
+        return sympy.Symbol(check_name(text, what), positive=True)
     try:
-        if "/" in text:
-            p, q = text.split("/")
-            return sympy.Rational(int(p), int(q))
-        return sympy.Rational(text) if any(c in text for c in ".eE") else sympy.Integer(int(text))
-    except (ValueError, TypeError):
-        raise ParseError(f"parameter {text!r} is neither a number nor a symbol name") from None
+        return parse_number(text, what=what)
+    except NumberError as e:
+        raise ParseError(f"{e} (or a symbol name such as beta)") from None
+
+
+def names() -> list[str]:
+    """Every method name the command line accepts (built-ins and plugins), sorted."""
+    return sorted(available())

@@ -105,15 +105,11 @@ class BSeries:
 
 
 def check_size(max_order: int, ncolors: int, max_trees: int | None) -> None:
-    """Refuse a derivation whose tree count is impractical, saying what it costs."""
-    limit = DEFAULT_MAX_TREES if max_trees is None else max_trees
-    total = sum(T.count_trees(n, ncolors) for n in range(1, max_order + 1))
-    if total > limit:
-        raise ValueError(
-            f"order {max_order} with {ncolors} field(s) needs {total:,} colored trees "
-            f"(limit {limit:,}); the work grows roughly like {ncolors}^n * 2.96^n / n^1.5. "
-            f"Ask for a lower order, fewer batches/colors, or pass max_trees={total} "
-            f"to accept the cost.")
+    """Refuse a derivation whose tree count is impractical, saying what it costs
+    (:func:`bea.limits.check_trees`: counted in closed form before any tree is built)."""
+    from .limits import check_trees
+
+    check_trees(max_order, ncolors, DEFAULT_MAX_TREES if max_trees is None else max_trees)
 
 
 def exact_flow(max_order: int, ncolors: int = 1, domain: Domain = QQ) -> BSeries:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from functools import cache
 
 # The intern table.  Index = tree id.
@@ -315,7 +315,14 @@ class Tree:
     @classmethod
     def parse(cls, s: str) -> Tree:
         """Parse bracket notation: ``.`` a leaf, ``[a,b]`` a root with children a, b;
-        a color is a trailing ``_k`` (``[._1,.]_0``)."""
+        a color is a trailing ``_k`` (``[._1,.]_0``).  Nesting deeper than
+        :attr:`bea.limits.Limits.tree_depth` is refused before parsing (no recursion
+        error on ``[[[[...]]]]``)."""
+        from .limits import check_bracket_depth
+
+        if not isinstance(s, str):
+            raise ValueError(f"a tree is written as a string like '[[.]]', got {s!r}")
+        check_bracket_depth(s)
         pos = 0
 
         def parse_color() -> int:
@@ -392,3 +399,24 @@ def bracket(t: int, show_colors: bool | None = None) -> str:
     if not ch:
         return "." + suffix
     return "[" + ",".join(bracket(u, show_colors) for u in ch) + "]" + suffix
+
+
+_CANON: dict[int, tuple] = {}
+
+
+def canonical_key(t: int) -> tuple:
+    """A sort key of ``t`` independent of interning order: ``(order, color, sorted
+    children keys)``.  Sorting the trees of one order by it gives the order in which a
+    fresh process enumerates them, so printed output is the same whether trees were
+    first made by a derivation or read from the cache."""
+    got = _CANON.get(t)
+    if got is None:
+        c, ch = _KEYS[t]
+        got = (_ORDER[t], c, tuple(sorted(canonical_key(u) for u in ch)))
+        _CANON[t] = got
+    return got
+
+
+def canonical_sort(trees: Iterable[int]) -> list[int]:
+    """``trees`` in :func:`canonical_key` order."""
+    return sorted(trees, key=canonical_key)

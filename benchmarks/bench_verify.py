@@ -41,7 +41,8 @@ from _markdown import table  # noqa: E402  (benchmarks/ is on sys.path for scrip
 
 from bea import methods as M  # noqa: E402
 from bea import modified_equation  # noqa: E402
-from bea.verify import _auto_grid, default_problem, verify  # noqa: E402
+from bea.verification import default_problem, verify  # noqa: E402
+from bea.verification.verify import _auto_grid  # noqa: E402
 
 ORDERS = (0, 1, 2, 3)
 
@@ -66,16 +67,17 @@ def main() -> None:
     points = [int(x) for x in args.points.split(",")]
     method = M.gd()
     prob = default_problem(method)
-    hs, T = _auto_grid(method, prob, None, max(ORDERS))
+    equation = modified_equation(method, max(ORDERS))
+    hs, T = _auto_grid(equation, prob, None)
     batches = prob.batches
 
-    compiled = modified_equation(method, max(ORDERS)).to_jax(prob.loss)
+    compiled = equation.to_jax(prob.loss)
     grad = jax.jit(jax.grad(lambda p: prob.loss(p, batches[0])))
     step = jax.jit(lambda p, h: p - h * grad(p))
     solvers = {}
     for p in ORDERS:
         def rhs(t, y, args, p=p):
-            return compiled._field(y, args, tuple(batches), p)
+            return compiled.evaluate(y, args, tuple(batches), p)
 
         @jax.jit
         def solve(y0, h, rhs=rhs):

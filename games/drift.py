@@ -2,11 +2,18 @@
 
 ``joint`` (default): the modified field of the whole update in iteration time ``h``,
 ``z' = f~(z)``, from the colored engine; player x's components are the x-block.
-``per-player``: Rosca et al. (ICML 2021), order 1 only: player p with rate ``r_p`` follows
-``p' = f_p + r_p h sum_q c_q F([q]_p)`` in its own time ``r_p h`` with the other player
-moving along its plain field at unit speed; matching the ``h^2`` term of one iteration,
-``r_p^2 (c_q + 1/2) = a([q]_p)``, i.e. ``c_q = a([q]_p)/r_p^2 - 1/2`` (``a`` the method's
-series).  E.g. alternating GD gives ``y' = g - (lam h/2)((1 - 2 alpha/lam) g_x f + g_y g)``.
+``per-player``: Rosca et al. (ICML 2021), order 1 only.  Player p moves by ``R_p h f_p +
+O(h^2)`` per iteration, ``R_p = a(p)`` the coefficient of its one-node tree in the method's
+series (``R_p = k_p r_p`` for ``k_p`` steps at rate ``r_p``); its *own time* per iteration
+is ``R_p h``.  It follows ``p' = f_p + R_p h sum_q c_q F([q]_p)`` for that time, the other
+player moving along its plain field at unit speed.  Flowing for ``tau = R_p h`` gives
+``p + tau f_p + tau^2 sum_q (c_q + 1/2) F([q]_p) + O(h^3)``; matching the ``h^2`` term of
+one iteration, ``R_p^2 (c_q + 1/2) = a([q]_p)``, i.e. ``c_q = a([q]_p)/R_p^2 - 1/2``
+(derived here; for one step per player it is Rosca et al.'s Theorem).  E.g. alternating
+GD gives ``y' = g - (lam h/2)((1 - 2 alpha/lam) g_x f + g_y g)``.  The own-time rates
+``R_p`` are ``ModifiedEquation.times``.  Using the rate ``r_p`` instead of ``R_p`` is
+wrong as soon as a player takes several steps per iteration (error ``O(h)`` in the
+player's own time instead of ``O(h^3)``).
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from bea import modified_equation as _joint
+from bea import render as R
 from bea import series as S
 from bea import trees as T
 from bea.modified import ModifiedEquation
@@ -33,7 +41,13 @@ def modified_equation(method: Any, order: int, convention: str = "joint",
                          "use convention='joint' for higher orders")
     a = method.series(2)
     dom = a.domain
-    rates = [S.to_domain(dom, r) for r in method.rates]
+    # own-time rate of player p: how far it moves per iteration, a(leaf_p) (= k_p r_p)
+    rates = [a[T.leaf(p)] for p in range(2)]
+    for p, r in enumerate(rates):
+        if not r:
+            raise ValueError(f"player {method.players[p]} does not move in one iteration of "
+                             f"{method.name}; the per-player convention needs each player "
+                             "to move")
     half = dom.one / dom.convert(2)
     b = S.BSeries(dom, 2, order + 1, dom.zero, {})
     for p in range(2):
@@ -46,6 +60,7 @@ def modified_equation(method: Any, order: int, convention: str = "joint",
                     b.coeffs[t] = rates[p] * c
     me = ModifiedEquation(method, order, series=b, **kw)
     me.convention = "per-player"
+    me.times = tuple(R.nice(dom.to_sympy(r)) for r in rates)
     return me
 
 

@@ -296,18 +296,3 @@ def reproduce_dirac_gan(out: str, **kw: Any) -> str:
 def reproduce_mog_gan(out: str, **kw: Any) -> str:
     """``bea reproduce mog-gan``."""
     return _reproducer("mog-gan")(out, **kw)
-
-
-def experiments() -> list:
-    """The ``bea.experiments`` entry point: the games' ``bea reproduce`` experiments."""
-    from bea.experiments import Experiment
-
-    return [
-        Experiment("rotational-game", "rotational game: drift of simultaneous GD and its "
-                   "cancellation (Rosca et al. 2021)",
-                   "games.experiments:reproduce_rotational_game"),
-        Experiment("dirac-gan", "Dirac-GAN: conservation and drift regularisers",
-                   "games.experiments:reproduce_dirac_gan"),
-        Experiment("mog-gan", "GAN on a mixture of Gaussians with drift regularisers",
-                   "games.experiments:reproduce_mog_gan"),
-    ]

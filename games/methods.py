@@ -10,7 +10,8 @@ Time conventions (see :func:`games.drift.modified_equation`):
 * ``"joint"``: one flow for both players in iteration time, ``z' = f~(z)`` whose time-h
   flow matches one iteration (local error ``O(h^(p+2))`` at order p, any rates);
 * ``"per-player"``: Rosca et al. (ICML 2021): each player's flow in its own time
-  ``alpha h`` / ``lam h``, the other player moving along its plain field at unit speed.
+  ``R_p h`` per iteration (``R_p = k_p r_p``: ``2 alpha h`` for two steps of player x at
+  rate ``alpha``), the other player moving along its plain field at unit speed.
   Equal to the joint one (divided by the player's rate) when the rates are equal; with
   unequal rates only first-order accurate (local error ``O(h^2)``).
 """
@@ -49,7 +50,7 @@ def _rates(lr: Sequence[Any] | None) -> tuple[sympy.Expr, sympy.Expr]:
 class _Game:
     """Marks a method as a two-player update (block fields, block notation)."""
 
-    players = PLAYERS
+    players = blocks = PLAYERS
     notation = R.BlockNotation(PLAYERS, LOSSES)
 
 

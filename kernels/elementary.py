@@ -54,6 +54,9 @@ __all__ = [
 ]
 
 Nodes = Sequence[tuple[int, tuple[int, ...]]]
+"""A tree DAG as ``(color, children)`` pairs, children before parents: node ``i`` is
+``F_i = f_color^(k)[F_c1, .., F_ck]`` for ``children = (c1, .., ck)`` (``()`` is a leaf,
+``F_i = f_color``), so shared subtrees are one node, evaluated once."""
 Fields = Sequence[Callable[[PyTree], PyTree]] | Mapping[int, Callable[[PyTree], PyTree]]
 Losses = Sequence[Callable[[PyTree], jax.Array]] | Mapping[int, Callable[[PyTree], jax.Array]]
 

@@ -24,6 +24,8 @@ import jax
 import jax.numpy as jnp
 
 PyTree = Any
+"""Any JAX pytree of arrays (dicts, tuples, equinox modules filtered to arrays); the
+kernels act leafwise, e.g. ``tree_vdot(a, b) = sum_leaves <a_i, b_i>``."""
 
 __all__ = [
     "PyTree",

@@ -70,7 +70,7 @@ def test_round_trip(name, cache_dir, derivations):
     assert path.exists() and path.parent == cache_dir
     data = json.loads(path.read_text())
     assert data["format"] == C.FORMAT_VERSION
-    assert data["method"] == repr(method) and data["order"] == 3
+    assert data["method"] == method.cache_key() and data["order"] == 3
     assert data["ncolors"] == method.ncolors and data["key"] == C.cache_key(method, 3)
     assert len(data["checksum"]) == 64
     assert all(isinstance(t, str) and isinstance(c, str) for t, c in data["trees"])

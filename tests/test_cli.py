@@ -30,7 +30,7 @@ def test_derive_rk4_latex(capsys):
 def test_derive_on_loss(capsys):
     code, out, _ = run(capsys, "derive", "gd", "--order", "1", "--loss", "(x*y - 1)**2/2",
                        "--vars", "x,y")
-    assert code == 0 and "order 1:" in out
+    assert code == 0 and "f_1[x] = " in out and "f_1[y] = " in out and "Matrix" not in out
 
 
 def test_derive_momentum_sgd_games(capsys):
@@ -89,3 +89,21 @@ def test_verify_command_points(capsys):
     with pytest.raises(SystemExit):
         run(capsys, "verify", "gd", "--points", "0")
     assert "whole number >= 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["heun"], ["explicit-midpoint"], ["rk4", "--order", "4"]])
+def test_verify_high_order_methods_pass(capsys, tmp_path, monkeypatch, argv):
+    """Issue 13, defect 2: expected slopes use the method's order (rk4: 4, 4, 4, 4, 5);
+    defect 4: --plot names the file by method and draws global and local errors."""
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run(capsys, "verify", *argv, "--quiet", "--plot")
+    assert code == 0, out
+    from bea.cli_verify import plot_file_name
+    from bea.registry import get_method
+
+    name = plot_file_name(get_method(argv[0]).name)
+    assert name.startswith("bea-verify-") and (tmp_path / name).exists()
+    assert not (tmp_path / "bea-verify.png").exists()

@@ -383,16 +383,16 @@ def test_error_too_few_losses_or_batches():
     with pytest.raises(ValueError, match=r"needs 3 losses \(one per color/batch\), got 2"):
         me.to_jax([L_batch, L_batch])
     c = me.to_jax(L_batch)
-    with pytest.raises(ValueError, match=r"need 3 batches \(one per color\), got 2"):
+    with pytest.raises(ValueError, match=r"need 3 batches \(one per batch of the method\), got 2"):
         c.terms(jnp.ones(2), (jbatch(BATCHES[0]), jbatch(BATCHES[1])))
     with pytest.raises(ValueError, match=r"calling loss 0 on the params failed"):
         c.terms(jnp.ones(2))        # batches forgotten
     gme = modified_equation(games.simultaneous((1, 1)), 1)
-    with pytest.raises(ValueError, match=r"two-player game: pass losses=\(L_1, L_2\)"):
+    with pytest.raises(ValueError, match=r"one field per parameter block .*one loss per block"):
         gme.to_jax(G1)
-    with pytest.raises(ValueError, match=r"needs 2 losses \(one per player\), got 3"):
+    with pytest.raises(ValueError, match=r"needs 2 losses \(one per block\), got 3"):
         gme.to_jax([G1, G2, G1])
-    with pytest.raises(ValueError, match=r"needs params = \(x, y\)"):
+    with pytest.raises(ValueError, match=r"acts on 2 parameter blocks: params = \(x, y\)"):
         gme.to_jax([G1, G2]).terms(jnp.ones(3))
     with pytest.raises(ValueError, match=r"either loss=\.\.\. .* or fields="):
         modified_equation(M.gd(), 1).to_jax()

@@ -32,3 +32,29 @@ def test_implicit_regularisation_notebook(tmp_path, monkeypatch):
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
                    for o in c.outputs)
     assert "doubled" in text and "skipped" in text
+
+
+@pytest.mark.slow
+def test_margins_notebook(tmp_path, monkeypatch):
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.setenv("BEA_FIGURES_DIR", str(tmp_path))
+    monkeypatch.setenv("BEA_NOTEBOOK_SIZE", "small")
+    root = str(NOTEBOOKS.parent)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        [root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    nb = nbformat.read(NOTEBOOKS / "margins.ipynb", as_version=4)
+    client = nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
+                                     resources={"metadata": {"path": str(NOTEBOOKS)}})
+    client.execute()
+    path = tmp_path / "margins_linear.png"
+    assert path.exists() and 0 < path.stat().st_size < 300_000
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
+                   for o in c.outputs)
+    rows = {line.split()[0]: line.split() for line in text.splitlines()
+            if line.split() and line.split()[0] in ("l2", "linf", "l1")}
+    order = ["l2", "linf", "l1"]
+    for norm, cols in rows.items():      # own norm has the largest ratio; monotone True
+        ratios = [float(v) for v in cols[1:4]]
+        assert max(range(3), key=ratios.__getitem__) == order.index(norm), cols
+        assert cols[-1] == "True"
+    assert len(rows) == 3

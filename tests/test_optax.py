@@ -14,6 +14,7 @@ import sympy
 
 import bea.optax as bo
 import games
+import games.optax as go
 from bea import methods as M
 from bea import modified_loss
 from bea import series as S
@@ -339,7 +340,7 @@ def test_game_drift_regularizer_is_the_engine_modified_loss(make, name):
     L1, L2, p = _game_losses()
     rates = (0.1, 0.05)
     grads = (jax.grad(L1)(p)[0], jax.grad(L2)(p)[1])
-    tx = bo.game_drift_regularizer((L1, L2), rates, dict.fromkeys(bo._GAME_TERMS, 1.0),
+    tx = go.game_drift_regularizer((L1, L2), rates, dict.fromkeys(go.GAME_TERMS, 1.0),
                                    method=name)
     u, s = tx.update(grads, tx.init(p), p)
     compiled = modified_loss(make(rates), 1).to_jax((L1, L2))
@@ -353,7 +354,7 @@ def test_game_drift_regularizer_is_the_engine_modified_loss(make, name):
         np.testing.assert_allclose(u2[q], u[q], rtol=1e-12)
     # single terms: interaction_x of simultaneous GD is (lr_y/2) <grad_y L1, sg grad_y L2>
     if name == "simultaneous":
-        tx3 = bo.game_drift_regularizer((L1, L2), rates, {"interaction_x": -1.0})
+        tx3 = go.game_drift_regularizer((L1, L2), rates, {"interaction_x": -1.0})
         u3, _ = tx3.update(grads, tx3.init(p), p)
 
         def inter(x):
@@ -376,7 +377,7 @@ def test_cancelling_interaction_drift_in_dirac_gan():
     r0 = float(jnp.sqrt(p0[0][0] ** 2 + p0[1][0] ** 2))
 
     def run(coeffs):
-        tx = optax.chain(bo.game_drift_regularizer((L1, L2), (h, h), coeffs), optax.sgd(h))
+        tx = optax.chain(go.game_drift_regularizer((L1, L2), (h, h), coeffs), optax.sgd(h))
 
         def body(c, _):
             p, s = c
@@ -434,7 +435,7 @@ def test_missing_extra_arguments_are_named():
                                   learning_rate=0.1)
     with pytest.raises(ValueError, match="needs `batch=`"):
         cml.update(g, cml.init(P0), P0)
-    game = bo.game_drift_regularizer(rates=(0.1, 0.1), coeffs={"self_x": 1.0})
+    game = go.game_drift_regularizer(rates=(0.1, 0.1), coeffs={"self_x": 1.0})
     p = (jnp.ones(1), jnp.ones(1))
     with pytest.raises(ValueError, match=r"needs `loss_fn=\(L_1, L_2\)`"):
         game.update(p, game.init(p), p)
@@ -461,9 +462,9 @@ def test_bad_construction_arguments():
     with pytest.raises(TypeError, match="term must be"):
         bo.explicit_regularizer(3.0, 1.0)
     with pytest.raises(ValueError, match="unknown drift terms"):
-        bo.game_drift_regularizer(rates=(0.1, 0.1), coeffs={"interaction_z": -1.0})
+        go.game_drift_regularizer(rates=(0.1, 0.1), coeffs={"interaction_z": -1.0})
     with pytest.raises(ValueError, match="rates=\\(lr_x, lr_y\\)"):
-        bo.game_drift_regularizer(coeffs={"self_x": -1.0})
+        go.game_drift_regularizer(coeffs={"self_x": -1.0})
     with pytest.raises(TypeError, match="optimizer="):
         bo.explicit_regularizer(bo.implicit_gradient_regularizer(), 1.0, optimizer=3)
 

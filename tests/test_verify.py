@@ -8,7 +8,7 @@ import pytest
 
 import games
 from bea import methods as M
-from bea.verify import verify
+from bea import verify
 
 jax.config.update("jax_enable_x64", True)
 
@@ -38,7 +38,13 @@ def _check(report):
         assert abs(s - (p + 1)) <= 0.15, f"order {p}: slope {s}\n{report}"
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
+# the fast suite keeps one case per kind of method (one-step, multistep, implicit, game);
+# the slowest parametrisations (30-100 s each on 2 loaded cores) run with -m slow
+_SLOW_DEFAULT = {"sgd2", "simultaneous_equal", "simultaneous_unequal", "alternating_equal"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in _SLOW_DEFAULT
+                                  else n for n in sorted(CASES)])
 def test_slopes_default_problem(name):
     _check(verify(CASES[name](), orders=(0, 1, 2, 3), progress=False))
 
@@ -49,6 +55,7 @@ def test_slopes_default_problem_slow(name):
     _check(verify(SLOW_CASES[name](), orders=(0, 1, 2, 3), progress=False))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["gd", "heavy_ball"])
 def test_slopes_mlp(name):
     _check(verify(CASES[name](), problem="mlp", orders=(0, 1, 2, 3), progress=False))
@@ -89,7 +96,7 @@ def test_symbolic_parameter_needs_numbers():
 
 
 def test_initial_points_and_points_sweep():
-    from bea.verify import initial_points
+    from bea.verification import initial_points
 
     p0 = (jnp.array([0.8, -0.5]), jnp.array([0.6]))
     pts = initial_points(p0, 5, spread=0.2, seed=1)

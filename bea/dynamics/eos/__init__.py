@@ -1,0 +1,28 @@
+"""Edge-of-stability lab (Cohen et al., ICLR 2021; Arora, Li, Panigrahi, ICML 2022).
+
+* :mod:`.sharpness`: top-k Hessian eigenpairs by chunked HVPs and Lanczos, the Hessian
+  trace, the gradient of lambda_1.
+* :mod:`.flows`: the limiting flows of normalised GD and GD on sqrt(L) on the zero-loss
+  manifold, with a matrix-free tangent projection.
+* :mod:`.principal`: the principal flow of GD (Rosca et al., TMLR 2023).
+* :mod:`.runner`: full-batch training of an equinox model with any optax optimiser, with
+  sharpness, gradient-flow distance and effective-step logs (resumable).
+* ``bea reproduce eos``: not written yet (issue 16).
+
+The optimisers are :func:`bea.optax.normalized_gd` and :func:`bea.optax.sqrt_loss`.
+"""
+
+from .sharpness import (
+    ChunkingError,
+    DimensionError,
+    EosInputError,
+    NonScalarLossError,
+    Sharpness,
+    hessian_trace,
+    hvp_fn,
+    sharpness,
+    sharpness_gradient,
+)
+
+__all__ = ["ChunkingError", "DimensionError", "EosInputError", "NonScalarLossError",
+           "Sharpness", "hessian_trace", "hvp_fn", "sharpness", "sharpness_gradient"]
