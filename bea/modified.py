@@ -28,6 +28,8 @@ from .methods import gd as _gd
 #: The step-size symbol of every derived object (``bea.h``): powers of ``h`` in
 #: ``evaluate(..., summed=True)`` are written with it unless ``h=`` gives another symbol.
 h = sympy.Symbol("h", positive=True)
+"""The step size ``h`` of every derived series, ``f~ = f_0 + h f_1 + h^2 f_2 + ..``
+(``Symbol('h', positive=True)``); ``evaluate(..., h=)`` also accepts your own symbol."""
 
 
 @dataclass(frozen=True)

@@ -410,7 +410,7 @@ def test_error_free_symbol_without_subs():
     # the game modified loss needs its player
     cl = modified_loss(games.simultaneous((1, 1)), 1).to_jax([G1, G2])
     p = (jnp.ones(2), jnp.ones(1))
-    with pytest.raises(ValueError, match=r"pass player=0/1"):
+    with pytest.raises(ValueError, match=r"pass player=0\.\.1 or a name"):
         cl.loss(p, 0.1)
 
 
