@@ -49,7 +49,6 @@ import json
 import os
 import random
 import stat
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -58,6 +57,7 @@ import sympy
 
 from . import series as S
 from . import trees as T
+from .files import atomic_write_bytes
 from .parse import ParseError, parse_expr
 
 FORMAT_VERSION = 2   # 2: method identity spells parameter assumptions
@@ -345,21 +345,10 @@ def spot_check(method: Any, field: S.BSeries, k: int = SPOT_CHECKS,
 
 
 def _write(path: Path, data: dict) -> None:
-    """Atomic: a temporary file in the same directory, then ``os.replace``."""
+    """Atomic (:func:`bea.files.atomic_write_bytes`), in a folder only the user can read."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, separators=(",", ":"), ensure_ascii=True)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    text = json.dumps(data, separators=(",", ":"), ensure_ascii=True)
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def _derive(method: Any, order: int, max_trees: int | None) -> S.BSeries:

@@ -42,16 +42,20 @@ def check_writable(path: str | os.PathLike, *, what: str = "output file") -> Pat
     if p.is_dir():
         raise OutputPathError(f"{what} {str(p)!r} is a folder: give a file name, e.g. "
                               f"{str(p / 'result')!r} plus the right suffix")
-    parent = p.parent if str(p.parent) else Path(".")
+    _probe(p.parent if str(p.parent) else Path("."), f"{what} {str(p)!r}")
+    return p
+
+
+def _probe(folder: Path, what: str) -> None:
+    """Create ``folder`` if missing and write and remove a temporary file in it."""
     try:
-        parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".bea-check-", dir=parent)
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".bea-check-", dir=folder)
         os.close(fd)
         os.unlink(tmp)
     except OSError as e:
-        raise OutputPathError(f"cannot write {what} {str(p)!r}: {e.strerror or e}; choose a "
-                              "folder you can write to") from None
-    return p
+        raise OutputPathError(f"cannot write {what}: {e.strerror or e}; choose a folder you "
+                              "can write to") from None
 
 
 def check_writable_dir(path: str | os.PathLike, *, what: str = "output folder") -> Path:
@@ -59,14 +63,7 @@ def check_writable_dir(path: str | os.PathLike, *, what: str = "output folder") 
     p = Path(os.fspath(path)).expanduser()
     if p.exists() and not p.is_dir():
         raise OutputPathError(f"{what} {str(p)!r} exists and is not a folder")
-    try:
-        p.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".bea-check-", dir=p)
-        os.close(fd)
-        os.unlink(tmp)
-    except OSError as e:
-        raise OutputPathError(f"cannot write into {what} {str(p)!r}: {e.strerror or e}; "
-                              "choose a folder you can write to") from None
+    _probe(p, f"into {what} {str(p)!r}")
     return p
 
 

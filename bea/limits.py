@@ -212,7 +212,8 @@ def check_power(base: object, exponent: object, what: str = "a power") -> None:
     """
     import sympy
 
-    b, e = sympy.sympify(base), sympy.sympify(exponent)
+    # strict: numbers and sympy objects only, a string is never parsed here
+    b, e = sympy.sympify(base, strict=True), sympy.sympify(exponent, strict=True)
     if not e.is_number or not e.is_Rational:
         return
     size = abs(e)

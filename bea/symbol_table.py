@@ -107,7 +107,7 @@ class SymbolTable:
     def adopt(self, expr: Any, what: str = "the loss") -> sympy.Expr:
         """``expr`` with its symbols replaced, by name, by the table's variables; a free
         symbol named like a parameter or ``h`` is a :class:`SymbolError`."""
-        e = sympy.sympify(expr) if not isinstance(expr, sympy.Basic) else expr
+        e = _as_expr(expr)
         rep = {}
         for s in e.free_symbols:
             if not isinstance(s, sympy.Symbol):
@@ -151,10 +151,21 @@ def bind_values(values: Mapping[Any, Any] | None, parameters: Iterable[sympy.Sym
     return out
 
 
+def _as_expr(expr: Any) -> sympy.Expr:
+    """A sympy object as it is; a Python number converted; never a string (``strict``
+    sympify parses nothing: strings go through :mod:`bea.parse`)."""
+    if isinstance(expr, sympy.Basic):
+        return expr
+    if isinstance(expr, str):
+        raise TypeError("a string here would be parsed by sympy: parse it with "
+                        "bea.parse (the whitelisting parser) first")
+    return sympy.sympify(expr, strict=True)
+
+
 def substitute(expr: Any, values: Mapping[str, sympy.Expr] | None) -> sympy.Expr:
     """Replace symbols by name with already exact ``values`` (``xreplace``, never
     ``subs``: nothing is parsed or evaluated)."""
-    e = sympy.sympify(expr) if not isinstance(expr, sympy.Basic) else expr
+    e = _as_expr(expr)
     if not values:
         return e
     rep = {s: values[s.name] for s in e.free_symbols
