@@ -70,19 +70,35 @@ class TreeSums:
         self.powers = list(powers)
         if len(self.powers) != len(rows):
             raise ValueError("need one power of h per row")
-        self.dag = TreeDAG([t for row in rows for t, _ in row])
+        # rows are added in order and every tree after its subtrees, so the nodes that the
+        # rows of powers <= p need are a prefix of the node list: a truncated sum evaluates
+        # only that prefix (verification traces one branch per order; most are short)
+        self.dag = TreeDAG([])
+        self._prefix: list[int] = []
+        for row in rows:
+            for t, _ in row:
+                self.dag.add(t)
+            self._prefix.append(len(self.dag.nodes))
         self.rows = [[(self.dag.index[t], c) for t, c in row] for row in rows]
         self._orders_of = kernels.node_orders(self.dag.nodes)
 
+    def needed(self, up_to: int | None) -> int:
+        """How many nodes (a prefix of ``dag.nodes``) the rows of powers ``<= up_to`` use."""
+        if up_to is None:
+            return len(self.dag.nodes)
+        return max([n for n, p in zip(self._prefix, self.powers) if p <= up_to], default=0)
+
     def values(self, params: Any, *, losses: Sequence[Callable] | None = None,
-               fields: Sequence[Callable] | None = None) -> list[Any]:
-        """``F`` of every node at ``params``, from ``losses`` (gradient fields) or
-        ``fields`` (already bound to their batches)."""
-        if not self.dag.nodes:
+               fields: Sequence[Callable] | None = None, up_to: int | None = None
+               ) -> list[Any]:
+        """``F`` of every node at ``params`` (of those the powers ``<= up_to`` need), from
+        ``losses`` (gradient fields) or ``fields`` (already bound to their batches)."""
+        nodes = self.dag.nodes[:self.needed(up_to)]
+        if not nodes:
             return []
         if fields is not None:
-            return kernels.elementary_differentials(self.dag.nodes, fields, params)
-        G = kernels.gradient_elementary_differentials(self.dag.nodes, losses, params)
+            return kernels.elementary_differentials(nodes, fields, params)
+        G = kernels.gradient_elementary_differentials(nodes, losses, params)
         return [v if self._orders_of[i] % 2 == 0 else tu.tree_scale(-1.0, v)
                 for i, v in enumerate(G)]
 
@@ -238,11 +254,11 @@ class CompiledModifiedEquation:
         self._terms = jax.jit(self._terms_impl)
         self._field = jax.jit(self.evaluate, static_argnames=("order",))
 
-    def _values(self, params, batches):
+    def _values(self, params, batches, up_to=None):
         bound = self.problem.bind(batches)
         if self.problem.general or self.problem.blocks is not None:
-            return self.sums.values(params, fields=self.problem.fields(bound))
-        return self.sums.values(params, losses=bound)
+            return self.sums.values(params, fields=self.problem.fields(bound), up_to=up_to)
+        return self.sums.values(params, losses=bound, up_to=up_to)
 
     def _terms_impl(self, params, batches):
         values = self._values(params, batches)
@@ -252,7 +268,7 @@ class CompiledModifiedEquation:
                  ) -> Any:
         """The field without checks or jit (traced by the caller: verification kernels,
         transforms): ``sum_{k <= order} h^k f_k``, batches a tuple or None."""
-        return self.sums.total(self._values(params, batches), params, h, order)
+        return self.sums.total(self._values(params, batches, order), params, h, order)
 
     def terms(self, params: Any, batches: Sequence[Any] | None = None) -> list[Any]:
         self.problem.check_cached(params, batches)

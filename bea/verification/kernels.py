@@ -133,9 +133,15 @@ def build_flow(
     """
     branches = [functools.partial(field_at_order, vfield, p) for p in orders]
 
+    # jitted so the (large, nested-jvp) truncated field is traced once and the solver's
+    # many stage calls reuse its jaxpr instead of re-tracing it under vmap each time
+    @jax.jit
+    def truncated(y: PyTree, h: jax.Array, idx: jax.Array) -> PyTree:
+        return lax.switch(idx, branches, y, h)
+
     def rhs(t: jax.Array, y: PyTree, args: tuple[jax.Array, jax.Array]) -> PyTree:
         h, idx = args
-        return lax.switch(idx, branches, y, h)
+        return truncated(y, h, idx)
 
     term = diffrax.ODETerm(rhs)
     controller = diffrax.PIDController(rtol=rtol, atol=atol)
@@ -144,7 +150,7 @@ def build_flow(
         sol = diffrax.diffeqsolve(
             term, solver, t0=jnp.zeros_like(t1), t1=t1, dt0=None, y0=y0, args=(h, idx),
             saveat=diffrax.SaveAt(t1=True), stepsize_controller=controller,
-            max_steps=max_steps, throw=False,
+            max_steps=max_steps, throw=False, adjoint=diffrax.ForwardMode(),
         )
         return jax.tree.map(lambda a: a[-1], sol.ys), sol.result == diffrax.RESULTS.successful
 
