@@ -5,6 +5,10 @@ Players' fields are block fields ``f_x = -(grad_x L_1, 0)`` and ``f_y = -(0, gra
 sympy symbols.  One iteration of every update below is one call of ``step`` with step
 size ``h``, player x moving by ``alpha h`` times its field and player y by ``lam h``.
 
+The runners (:mod:`games.runners`) scan these objects' own ``Method.step``, so each
+rule is defined here once; their ``lr = (alpha h, lam h)`` are the actual step sizes
+(rates times step: one step-size convention, see docs/concepts/games.md).
+
 Time conventions (see :func:`games.drift.modified_equation`):
 
 * ``"joint"``: one flow for both players in iteration time, ``z' = f~(z)`` whose time-h

@@ -4,6 +4,18 @@ Notation: :math:`z = (x, y)`, :math:`\xi(z) = (\nabla_x\ell_1(x, y), \nabla_y\el
 simultaneous gradient, :math:`\alpha` player 1's and :math:`\lambda` player 2's learning rate
 (``lr=(alpha, lam)``; a single number means :math:`\alpha = \lambda`).
 
+Each update rule is defined once, as a :mod:`games.methods` object (a B-series method with
+block fields :math:`f_x = -(\nabla_x\ell_1, 0)`, :math:`f_y = -(0, \nabla_y\ell_2)`); the
+runners scan its own numeric ``Method.step`` (:func:`step`), as ``bea.verify`` does.
+
+**Step-size convention** (the one used across :mod:`games`): an iteration of step size
+:math:`h` moves player p by :math:`r_p h f_p` per gradient step, with the method's rates
+:math:`r_p`; the runners' ``lr`` are the products :math:`(\alpha, \lambda) = (r_x h, r_y h)`,
+the actual step sizes.  So ``run(name, game, lr=(a, l))`` iterates
+``games.methods.<name>((a, l))`` at :math:`h = 1`, and a method ``<name>((r_x, r_y))`` at step
+``h`` is ``lr = (r_x h, r_y h)`` here.  (The rates enter through the fields, which keeps them
+traced: one compilation serves every learning rate.)
+
 * :func:`simultaneous`: :math:`x_{n+1} = x_n - \alpha\nabla_x\ell_1(z_n)`,
   :math:`y_{n+1} = y_n - \lambda\nabla_y\ell_2(z_n)`.
 * :func:`alternating`: ``k_x`` steps of player 1 on :math:`\ell_1(\cdot, y_n)`, then ``k_y``
@@ -32,13 +44,13 @@ Within one step every gradient evaluation (all inner steps of :func:`alternating
 extrapolation of :func:`extragradient`, both gradients of :func:`optimistic`) uses the same
 batch.  Deterministic games reject ``batches``/``key``.
 
-The single-step maps (:func:`simultaneous_step`, ...) are public; :mod:`games.stability`
-linearises them.
+The single-step map :func:`step` is public; :mod:`games.stability` linearises it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 import diffrax
@@ -47,7 +59,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bea.methods import Method
+from games import methods as GM
 from games.zoo import Game, _as_float_tree, check_compatible
+from kernels import tree_util as tu
 
 PyTree = Any
 Array = jax.Array
@@ -55,20 +70,26 @@ LR = float | Array | tuple[float | Array, float | Array]
 
 __all__ = [
     "METHODS",
+    "RULES",
     "Trajectory",
     "alternating",
-    "alternating_step",
     "extragradient",
-    "extragradient_step",
     "flow",
     "optimistic",
-    "optimistic_step",
+    "rule",
     "run",
     "simultaneous",
-    "simultaneous_step",
+    "step",
 ]
 
-METHODS = ("simultaneous", "alternating", "extragradient", "optimistic")
+#: the update rules the runners scan, each its :mod:`games.methods` constructor
+RULES: dict[str, Callable[..., Method]] = {
+    "simultaneous": GM.simultaneous,
+    "alternating": GM.alternating,
+    "extragradient": GM.extragradient,
+    "optimistic": GM.optimistic,
+}
+METHODS = tuple(RULES)
 
 
 class Trajectory(NamedTuple):
@@ -121,76 +142,58 @@ def _as_point(game: Game, value: PyTree, default: PyTree, what: str) -> PyTree:
     return value
 
 
-def _axpy(a: Any, g: PyTree, x: PyTree) -> PyTree:
-    """``x + a * g`` leafwise."""
-    return jax.tree.map(lambda xi, gi: xi + a * gi, x, g)
-
-
 # ----------------------------------------------------------------------------------------
-# single steps
+# one iteration: the method's own step (games.methods defines each rule once)
 # ----------------------------------------------------------------------------------------
 
 
-def simultaneous_step(
-    game: Game, x: PyTree, y: PyTree, lr: tuple[Any, Any], batch: PyTree = None
-) -> tuple[PyTree, PyTree]:
-    r"""One simultaneous GD step.
+@lru_cache(maxsize=None)
+def rule(method: str, inner: tuple[int, int] = (1, 1)) -> Method:
+    """The update rule ``method`` as its :mod:`games.methods` object at unit rates.
 
-    :math:`(x, y) \mapsto (x - \alpha\nabla_x\ell_1(x, y),\; y - \lambda\nabla_y\ell_2(x, y))`.
+    The players' rates enter through the fields (:func:`step`), so the rule is built once
+    per ``(method, inner)`` and one compilation serves every learning rate.
     """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
+    if method == "alternating":
+        return GM.alternating((1, 1), steps=tuple(inner))
+    return RULES[method]((1, 1))
+
+
+def _rate_fields(game: Game, lr: tuple[Any, Any], batch: PyTree) -> list[Callable]:
+    """Block fields on ``z = (x, y)`` scaled by the rates: ``alpha f_x = (-alpha grad_x
+    l_1, 0)`` and ``lam f_y = (0, -lam grad_y l_2)``."""
     alpha, lam = lr
-    gx, gy = game.grads(x, y, batch)
-    return _axpy(-alpha, gx, x), _axpy(-lam, gy, y)
+
+    def fx(z: tuple[PyTree, PyTree]) -> tuple[PyTree, PyTree]:
+        x, y = z
+        return tu.tree_scale(-alpha, game.grad_x(x, y, batch)), tu.tree_zeros_like(y)
+
+    def fy(z: tuple[PyTree, PyTree]) -> tuple[PyTree, PyTree]:
+        x, y = z
+        return tu.tree_zeros_like(x), tu.tree_scale(-lam, game.grad_y(x, y, batch))
+
+    return [fx, fy]
 
 
-def alternating_step(
+def step(
+    method: str,
     game: Game,
-    x: PyTree,
-    y: PyTree,
+    state: Any,
     lr: tuple[Any, Any],
+    *,
     inner: tuple[int, int] = (1, 1),
     batch: PyTree = None,
-) -> tuple[PyTree, PyTree]:
-    r"""One alternating step: ``k_x`` GD steps on :math:`\ell_1(\cdot, y)`, then ``k_y`` on
-    :math:`\ell_2(x_{\rm new}, \cdot)`."""
-    alpha, lam = lr
-    k_x, k_y = inner
-    for _ in range(k_x):
-        x = _axpy(-alpha, game.grad_x(x, y, batch), x)
-    for _ in range(k_y):
-        y = _axpy(-lam, game.grad_y(x, y, batch), y)
-    return x, y
+) -> Any:
+    r"""One iteration of ``method`` with rates ``lr = (alpha, lam)``: ``Method.step`` of
+    the :mod:`games.methods` rule at step size :math:`h = 1`.
 
-
-def extragradient_step(
-    game: Game, x: PyTree, y: PyTree, lr: tuple[Any, Any], batch: PyTree = None
-) -> tuple[PyTree, PyTree]:
-    r"""One extragradient step.
-
-    :math:`\tilde z = z - \eta\xi(z)`, then :math:`z \mapsto z - \eta\xi(\tilde z)`.
+    ``state`` is ``(x, y)``, or ``((x, y), (x_prev, y_prev))`` for ``"optimistic"`` (the
+    multistep state, returned shifted).  E.g. ``step("simultaneous", game, (x, y), (a, l))``
+    is :math:`(x - a\nabla_x\ell_1, y - l\nabla_y\ell_2)`.
     """
-    xh, yh = simultaneous_step(game, x, y, lr, batch)
-    alpha, lam = lr
-    gx, gy = game.grads(xh, yh, batch)
-    return _axpy(-alpha, gx, x), _axpy(-lam, gy, y)
-
-
-def optimistic_step(
-    game: Game,
-    x: PyTree,
-    y: PyTree,
-    x_prev: PyTree,
-    y_prev: PyTree,
-    lr: tuple[Any, Any],
-    batch: PyTree = None,
-) -> tuple[PyTree, PyTree]:
-    r"""One optimistic GD step: :math:`z_{n+1} = z_n - 2\eta\xi(z_n) + \eta\xi(z_{n-1})`."""
-    alpha, lam = lr
-    gx, gy = game.grads(x, y, batch)
-    px, py = game.grads(x_prev, y_prev, batch)
-    x_new = jax.tree.map(lambda a, g, p: a - 2 * alpha * g + alpha * p, x, gx, px)
-    y_new = jax.tree.map(lambda a, g, p: a - 2 * lam * g + lam * p, y, gy, py)
-    return x_new, y_new
+    return rule(method, tuple(inner)).step(_rate_fields(game, lr, batch), state, 1.0)
 
 
 # ----------------------------------------------------------------------------------------
@@ -198,34 +201,11 @@ def optimistic_step(
 # ----------------------------------------------------------------------------------------
 
 
-def _step(
-    method: str,
-    game: Game,
-    carry: tuple[PyTree, PyTree, PyTree],
-    lr: tuple[Any, Any],
-    inner: tuple[int, int],
-    batch: PyTree,
-) -> tuple[PyTree, PyTree, PyTree]:
-    x, y, prev = carry
-    if method == "simultaneous":
-        return (*simultaneous_step(game, x, y, lr, batch), prev)
-    if method == "alternating":
-        return (*alternating_step(game, x, y, lr, inner, batch), prev)
-    if method == "extragradient":
-        return (*extragradient_step(game, x, y, lr, batch), prev)
-    if method == "optimistic":
-        xp, yp = prev
-        return (*optimistic_step(game, x, y, xp, yp, lr, batch), (x, y))
-    raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
-
-
 @eqx.filter_jit
 def _scan(
     method: str,
     game: Game,
-    x0: PyTree,
-    y0: PyTree,
-    prev0: PyTree,
+    state0: Any,
     alpha: Array,
     lam: Array,
     inner: tuple[int, int],
@@ -235,6 +215,7 @@ def _scan(
     save_every: int,
 ) -> Trajectory:
     n_save = steps // save_every
+    multistep = rule(method, inner).history > 0
 
     def one(carry: Any, inp: Any) -> tuple[Any, None]:
         if input_mode == "none":
@@ -243,17 +224,18 @@ def _scan(
             batch = inp
         else:
             batch = game.batch_fn(inp)
-        return _step(method, game, carry, (alpha, lam), inner, batch), None
+        return step(method, game, carry, (alpha, lam), inner=inner, batch=batch), None
 
     def chunk(carry: Any, inp: Any) -> tuple[Any, tuple[PyTree, PyTree]]:
         carry, _ = jax.lax.scan(one, carry, inp, length=save_every)
-        return carry, (carry[0], carry[1])
+        return carry, (carry[0] if multistep else carry)
 
     if inputs is not None:
         inputs = jax.tree.map(
             lambda a: a.reshape((n_save, save_every) + a.shape[1:]), inputs
         )
-    _, (xs, ys) = jax.lax.scan(chunk, (x0, y0, prev0), inputs, length=n_save)
+    _, (xs, ys) = jax.lax.scan(chunk, state0, inputs, length=n_save)
+    x0, y0 = state0[0] if multistep else state0
     cat = lambda a0, a: jnp.concatenate([jnp.asarray(a0, a.dtype)[None], a], axis=0)
     return Trajectory(jax.tree.map(cat, x0, xs), jax.tree.map(cat, y0, ys))
 
@@ -340,9 +322,8 @@ def run(
     dt = jnp.result_type(*jax.tree.leaves(x0))
     alpha = jnp.asarray(alpha, dtype=dt)
     lam = jnp.asarray(lam, dtype=dt)
-    return _scan(
-        method, game, x0, y0, prev0, alpha, lam, inner, inputs, mode, steps, save_every
-    )
+    state0 = (x0, y0) if prev0 is None else ((x0, y0), prev0)
+    return _scan(method, game, state0, alpha, lam, inner, inputs, mode, steps, save_every)
 
 
 def simultaneous(

@@ -146,6 +146,11 @@ class Game(eqx.Module):
 
     ``Game`` is an equinox Module, hence a pytree: the loss functions are non-array leaves
     (treated as static by :func:`equinox.filter_jit`), ``x0``/``y0`` are array leaves.
+
+    **Loss convention.** Each player *minimises* its own loss (a GAN generator's loss is
+    its own, not minus the discriminator's); a loss is written ``loss(x, y[, batch])``.
+    ``bea`` takes losses on the joint parameters, ``L_c(params[, batch])`` with
+    ``params = (x, y)``: :meth:`joint_losses` is that view, the one bridge between the two.
     """
 
     loss1: Callable[..., Array]
@@ -273,6 +278,13 @@ class Game(eqx.Module):
         r"""The gradient-flow field :math:`-\xi(z) = (-\nabla_x \ell_1, -\nabla_y \ell_2)`."""
         gx, gy = self.grads(x, y, batch)
         return jax.tree.map(jnp.negative, gx), jax.tree.map(jnp.negative, gy)
+
+    def joint_losses(self) -> tuple[Callable[..., Array], Callable[..., Array]]:
+        r"""The losses on the joint parameters, ``L_c((x, y)[, batch]) = loss_c(x, y[,
+        batch])``: what :func:`bea.modified_equation` ``.to_jax`` and
+        :func:`games.optax.game_drift_regularizer` take."""
+        return (lambda p, *b: self.loss1(p[0], p[1], *b),
+                lambda p, *b: self.loss2(p[0], p[1], *b))
 
     def sample_batch(self, key: Array) -> PyTree:
         """Sample one batch with ``batch_fn`` (``ValueError`` for deterministic games)."""
