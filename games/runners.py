@@ -147,7 +147,7 @@ def _as_point(game: Game, value: PyTree, default: PyTree, what: str) -> PyTree:
 # ----------------------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=None)
+@lru_cache(maxsize=64)
 def rule(method: str, inner: tuple[int, int] = (1, 1)) -> Method:
     """The update rule ``method`` as its :mod:`games.methods` object at unit rates.
 
