@@ -43,8 +43,7 @@ def drift_terms(game: zoo.Game, lr: tuple[float, float], method: str = "simultan
     """
     from bea import modified_loss
 
-    make = {"simultaneous": GM.simultaneous, "alternating": GM.alternating}[method]
-    ml = modified_loss(make(lr), 1)
+    ml = modified_loss(GM.get(method, lr), 1)
     coef: dict[str, float] = {}
     for p, name in enumerate(("x", "y")):
         (pot,) = ml.potential(1, p)

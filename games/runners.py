@@ -70,7 +70,6 @@ LR = float | Array | tuple[float | Array, float | Array]
 
 __all__ = [
     "METHODS",
-    "RULES",
     "Trajectory",
     "alternating",
     "extragradient",
@@ -82,14 +81,8 @@ __all__ = [
     "step",
 ]
 
-#: the update rules the runners scan, each its :mod:`games.methods` constructor
-RULES: dict[str, Callable[..., Method]] = {
-    "simultaneous": GM.simultaneous,
-    "alternating": GM.alternating,
-    "extragradient": GM.extragradient,
-    "optimistic": GM.optimistic,
-}
-METHODS = tuple(RULES)
+#: the update rules the runners scan (:data:`games.methods.NAMES`, from bea's registry)
+METHODS = GM.NAMES
 
 
 class Trajectory(NamedTuple):
@@ -156,9 +149,7 @@ def rule(method: str, inner: tuple[int, int] = (1, 1)) -> Method:
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
-    if method == "alternating":
-        return GM.alternating((1, 1), steps=tuple(inner))
-    return RULES[method]((1, 1))
+    return GM.get(method, (1, 1), steps=inner)
 
 
 def _rate_fields(game: Game, lr: tuple[Any, Any], batch: PyTree) -> list[Callable]:
