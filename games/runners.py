@@ -51,9 +51,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import lru_cache
-from typing import Any, NamedTuple
+from typing import Any
 
-import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -61,7 +60,8 @@ import numpy as np
 
 from bea.methods import Method
 from games import methods as GM
-from games.zoo import Game, _as_float_tree, check_compatible
+from games.flow import flow
+from games.zoo.game import Game, Trajectory, as_point, check_int
 from kernels import tree_util as tu
 
 PyTree = Any
@@ -84,12 +84,6 @@ __all__ = [
 #: the update rules the runners scan (:data:`games.methods.NAMES`, from bea's registry)
 METHODS = GM.NAMES
 
-
-class Trajectory(NamedTuple):
-    """Stacked iterates: ``x[i]``, ``y[i]`` are the players' parameters at saved index ``i``."""
-
-    x: PyTree
-    y: PyTree
 
 
 # ----------------------------------------------------------------------------------------
@@ -119,20 +113,6 @@ def parse_lr(lr: LR) -> tuple[Any, Any]:
     _check_rate(alpha, "alpha (player 1)")
     _check_rate(lam, "lam (player 2)")
     return alpha, lam
-
-
-def _check_int(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _as_point(game: Game, value: PyTree, default: PyTree, what: str) -> PyTree:
-    if value is None:
-        return default
-    value = _as_float_tree(value)
-    check_compatible(default, value, what)
-    return value
 
 
 # ----------------------------------------------------------------------------------------
@@ -272,20 +252,20 @@ def run(
     if not isinstance(game, Game):
         raise ValueError(f"game must be a games.zoo.Game, got {type(game).__name__}")
     alpha, lam = parse_lr(lr)
-    steps = _check_int(steps, "steps", 0)
-    save_every = _check_int(save_every, "save_every", 1)
+    steps = check_int(steps, "steps", 0)
+    save_every = check_int(save_every, "save_every", 1)
     if steps % save_every:
         raise ValueError(f"save_every={save_every} must divide steps={steps}")
     if method == "alternating":
         if not (isinstance(inner, tuple | list) and len(inner) == 2):
             raise ValueError(f"inner must be a pair (k_x, k_y), got {inner!r}")
-        inner = (_check_int(inner[0], "inner k_x", 1), _check_int(inner[1], "inner k_y", 1))
+        inner = (check_int(inner[0], "inner k_x", 1), check_int(inner[1], "inner k_y", 1))
     else:
         inner = (1, 1)
-    x0 = _as_point(game, x0, game.x0, "x0")
-    y0 = _as_point(game, y0, game.y0, "y0")
+    x0 = as_point(game, x0, game.x0, "x0")
+    y0 = as_point(game, y0, game.y0, "y0")
     if method == "optimistic":
-        prev0 = (_as_point(game, x_prev, x0, "x_prev"), _as_point(game, y_prev, y0, "y_prev"))
+        prev0 = (as_point(game, x_prev, x0, "x_prev"), as_point(game, y_prev, y0, "y_prev"))
     else:
         if x_prev is not None or y_prev is not None:
             raise ValueError("x_prev/y_prev are only used by the optimistic method")
@@ -398,106 +378,3 @@ def optimistic(
         "optimistic", game, x0, y0, lr=lr, steps=steps, x_prev=x_prev, y_prev=y_prev,
         batches=batches, key=key, save_every=save_every,
     )
-
-
-# ----------------------------------------------------------------------------------------
-# continuous flow
-# ----------------------------------------------------------------------------------------
-
-Drift = Callable[[PyTree, PyTree], tuple[PyTree, PyTree]]
-
-
-@eqx.filter_jit
-def _flow_solve(
-    game: Game,
-    x0: PyTree,
-    y0: PyTree,
-    ts: Array,
-    drift: Drift | None,
-    batch: PyTree,
-    solver: diffrax.AbstractSolver,
-    rtol: float,
-    atol: float,
-    max_steps: int,
-) -> diffrax.Solution:
-    def field(t: Array, z: tuple[PyTree, PyTree], args: Any) -> tuple[PyTree, PyTree]:
-        x, y = z
-        vx, vy = game.vector_field(x, y, batch)
-        if drift is not None:
-            dx, dy = drift(x, y)
-            vx = jax.tree.map(jnp.add, vx, dx)
-            vy = jax.tree.map(jnp.add, vy, dy)
-        return vx, vy
-
-    return diffrax.diffeqsolve(
-        diffrax.ODETerm(field),
-        solver,
-        t0=ts[0],
-        t1=ts[-1],
-        dt0=None,
-        y0=(x0, y0),
-        saveat=diffrax.SaveAt(ts=ts),
-        stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
-        max_steps=max_steps,
-    )
-
-
-def flow(
-    game: Game,
-    x0: PyTree = None,
-    y0: PyTree = None,
-    T: float = 10.0,
-    n_save: int = 101,
-    rtol: float = 1e-10,
-    atol: float | None = None,
-    *,
-    drift: Drift | None = None,
-    batch: PyTree = None,
-    solver: str | diffrax.AbstractSolver = "dopri8",
-    max_steps: int = 1_000_000,
-) -> tuple[Array, Trajectory]:
-    r"""Integrate the game's gradient flow :math:`z' = -\xi(z) + \text{drift}(z)` on :math:`[0, T]`.
-
-    .. math::
-
-        x'(t) = -\nabla_x\ell_1(x, y) + d_x(x, y), \qquad
-        y'(t) = -\nabla_y\ell_2(x, y) + d_y(x, y),
-
-    where ``drift(x, y) -> (d_x, d_y)`` is optional (e.g. a modified-equation correction from
-    backward error analysis).  Uses diffrax with an adaptive ``PIDController``.
-
-    Args:
-        game: the game (batch-taking games need a fixed ``batch``).
-        x0, y0: initial point (default the game's).
-        T: final time (``> 0``).
-        n_save: number of equally spaced save times in :math:`[0, T]` (``>= 2``).
-        rtol: relative tolerance; ``atol`` defaults to ``rtol``.  Use float64 for small
-            tolerances.
-        drift: optional extra field, same pytree structure as ``(x, y)``.
-        batch: fixed batch for batch-taking games.
-        solver: ``"dopri8"`` (default), ``"tsit5"``, or a diffrax solver instance.
-        max_steps: solver step budget.
-
-    Returns:
-        ``(ts, Trajectory)`` with leading axis ``n_save``; ``ts[0] = 0``, ``ts[-1] = T``.
-    """
-    if not T > 0:
-        raise ValueError(f"T must be positive, got {T!r}")
-    n_save = _check_int(n_save, "n_save", 2)
-    if not rtol > 0:
-        raise ValueError(f"rtol must be positive, got {rtol!r}")
-    atol = rtol if atol is None else atol
-    if isinstance(solver, str):
-        solvers = {"dopri8": diffrax.Dopri8, "tsit5": diffrax.Tsit5, "dopri5": diffrax.Dopri5}
-        if solver not in solvers:
-            raise ValueError(f"unknown solver {solver!r}; expected one of {tuple(solvers)}")
-        solver = solvers[solver]()
-    if game.takes_batch and batch is None:
-        raise ValueError(f"game {game.name!r} takes a batch; flow needs a fixed batch=")
-    x0 = _as_point(game, x0, game.x0, "x0")
-    y0 = _as_point(game, y0, game.y0, "y0")
-    dt = jnp.result_type(*jax.tree.leaves(x0))
-    ts = jnp.linspace(0.0, T, n_save, dtype=dt)
-    sol = _flow_solve(game, x0, y0, ts, drift, batch, solver, rtol, atol, max_steps)
-    xs, ys = sol.ys
-    return sol.ts, Trajectory(xs, ys)

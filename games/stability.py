@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from games.flow import drifted_field
 from games.runners import LR, METHODS, parse_lr, step
 from games.zoo import Game, check_compatible
 
@@ -89,14 +90,10 @@ def flat_vector_field(
     x, y = _resolve_at(game, at)
     z_flat, unravel = ravel_pytree((x, y))
 
+    v = drifted_field(game, drift, batch)
+
     def field(z: Array) -> Array:
-        xx, yy = unravel(z)
-        vx, vy = game.vector_field(xx, yy, batch)
-        if drift is not None:
-            dx, dy = drift(xx, yy)
-            vx = jax.tree.map(jnp.add, vx, dx)
-            vy = jax.tree.map(jnp.add, vy, dy)
-        return ravel_pytree((vx, vy))[0]
+        return ravel_pytree(v(*unravel(z)))[0]
 
     return field, z_flat
 
