@@ -22,7 +22,7 @@ from . import render as R
 from . import series as S
 from . import trees as T
 from .cache import cached_modified_field
-from .methods import Method, _check_order
+from .methods import Method, check_order
 from .methods import gd as _gd
 
 #: The step-size symbol of every derived object (``bea.h``): powers of ``h`` in
@@ -55,7 +55,7 @@ class ModifiedEquation(R.PrintsItself):
 
     def __init__(self, method: Method, order: int, *, max_trees: int | None = None,
                  notation: R.Notation | None = None, series: S.BSeries | None = None):
-        _check_order(order)
+        check_order(order)
         self.method = method
         self.order = order
         if series is None:
@@ -233,7 +233,7 @@ def modifying_series(method: Method, order: int) -> S.BSeries:
     = c^|t| / gamma(t)``, solved tree by tree.  So the method on ``F`` has the modified
     equation ``theta' = c f + O(h^(order+1))``.
     """
-    _check_order(order)
+    check_order(order)
     if not isinstance(method, Method):
         raise TypeError(f"expected a bea method, got {method!r}")
     if method.ncolors != 1:

@@ -39,7 +39,7 @@ import sympy
 
 from . import render as R
 from . import trees as T
-from .methods import Method, _check_order, block_names
+from .methods import Method, block_names, check_order
 from .modified import ModifiedEquation, modified_equation
 
 
@@ -404,5 +404,5 @@ def modified_loss(method: Method | ModifiedEquation, order: int | None = None, *
         return ModifiedLoss(method)
     if order is None:
         raise ValueError("give the order, e.g. modified_loss(methods.gd(), 2)")
-    _check_order(order)
+    check_order(order)
     return ModifiedLoss(modified_equation(method, order, max_trees=max_trees))

@@ -1,4 +1,4 @@
-"""Methods by name, for the command line and configs.
+"""Methods by name: the one table from names to methods (command line, configs, tests).
 
 Other packages add methods through the ``bea.methods`` entry-point group (``games``
 registers its two-player updates this way), so ``bea`` never imports them directly.
@@ -25,7 +25,7 @@ _BUILTIN: dict[str, Factory] = {
     "rk4": lambda **kw: M.rk4(),
     "extragradient": lambda **kw: M.extragradient(),
     "proximal-point": lambda **kw: M.proximal_point(),
-    "sgd": lambda batches=2, **kw: M.sgd(batches=batches),
+    "sgd": lambda batches=2, average_orderings=False, **kw: M.sgd(batches, average_orderings),
     "heavy-ball": lambda beta=M.BETA, **kw: M.heavy_ball(beta),
     "nesterov": lambda beta=M.BETA, **kw: M.nesterov(beta),
 }

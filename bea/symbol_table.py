@@ -241,7 +241,7 @@ def bind_method(method: Any, **values: Any) -> Any:
         new.explicit = all(new.A[c][i][j] == 0 for c in range(new.ncolors)
                            for i in range(s) for j in range(i, s))
     if "beta" in vals:   # momentum, wherever it appears in bea
-        from .methods import _check_beta
+        from .methods import check_beta as _check_beta
 
         _check_beta(vals["beta"])
     # the name as if built with the numbers: heavy_ball(beta=beta) -> heavy_ball(beta=9/10)

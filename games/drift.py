@@ -79,10 +79,9 @@ def stability_report(game: Any, method: str, lr: tuple[float, float], h: float =
     from . import experiments, stability
     from . import methods as GM
 
-    makers = {"simultaneous": GM.simultaneous, "alternating": GM.alternating,
-              "extragradient": GM.extragradient}
-    if method not in makers:
-        raise ValueError(f"stability_report supports {sorted(makers)}, not {method!r}")
+    if method not in ("simultaneous", "alternating", "extragradient"):
+        raise ValueError(f"stability_report supports one-step methods (simultaneous, "
+                         f"alternating, extragradient), not {method!r}")
     rates = (lr[0] / h, lr[1] / h)
     eq = at if at is not None else game.equilibrium
     if eq is None:
@@ -91,7 +90,7 @@ def stability_report(game: Any, method: str, lr: tuple[float, float], h: float =
     out: dict[str, Any] = {"map_eigenvalues": map_eigs,
                            "map_stable": stability.is_stable_map(map_eigs), "flows": {}}
     for p in orders:
-        f = experiments.modified_field(game, makers[method](rates), h, order=p)
+        f = experiments.modified_field(game, GM.get(method, rates), h, order=p)
         J = experiments.field_jacobian_at(f, *eq)
         eigs = np.linalg.eigvals(J)
         out["flows"][p] = {"eigenvalues": eigs, "trace": float(np.trace(J)),

@@ -32,10 +32,6 @@ from . import methods as GM
 from . import runners, zoo
 
 
-def _flat_losses(game: zoo.Game) -> tuple[Callable, Callable]:
-    return (lambda p: game.loss1(p[0], p[1]), lambda p: game.loss2(p[0], p[1]))
-
-
 def drift_terms(game: zoo.Game, lr: tuple[float, float], method: str = "simultaneous"
                 ) -> dict[str, Callable]:
     """Order-1 drift terms of ``method`` per player as scalar functions of ``(x, y)``.
@@ -47,8 +43,7 @@ def drift_terms(game: zoo.Game, lr: tuple[float, float], method: str = "simultan
     """
     from bea import modified_loss
 
-    make = {"simultaneous": GM.simultaneous, "alternating": GM.alternating}[method]
-    ml = modified_loss(make(lr), 1)
+    ml = modified_loss(GM.get(method, lr), 1)
     coef: dict[str, float] = {}
     for p, name in enumerate(("x", "y")):
         (pot,) = ml.potential(1, p)
@@ -105,7 +100,7 @@ def regularised_game(game: zoo.Game, h: float, lr: tuple[float, float],
 
 def modified_field(game: zoo.Game, method: Any, h: float, order: int = 1) -> Callable:
     """``(x, y) -> f_0 + h f_1 + ..`` of ``method`` (joint time) compiled from the engine."""
-    compiled = modified_equation(method, order).to_jax(_flat_losses(game))
+    compiled = modified_equation(method, order).to_jax(game.joint_losses())
 
     def f(x, y):
         return compiled.field((x, y), h)

@@ -5,6 +5,10 @@ Players' fields are block fields ``f_x = -(grad_x L_1, 0)`` and ``f_y = -(0, gra
 sympy symbols.  One iteration of every update below is one call of ``step`` with step
 size ``h``, player x moving by ``alpha h`` times its field and player y by ``lam h``.
 
+The runners (:mod:`games.runners`) scan these objects' own ``Method.step``, so each
+rule is defined here once; their ``lr = (alpha h, lam h)`` are the actual step sizes
+(rates times step: one step-size convention, see docs/concepts/games.md).
+
 Time conventions (see :func:`games.drift.modified_equation`):
 
 * ``"joint"``: one flow for both players in iteration time, ``z' = f~(z)`` whose time-h
@@ -38,7 +42,7 @@ def _rates(lr: Sequence[Any] | None) -> tuple[sympy.Expr, sympy.Expr]:
         lr = (lr, lr)
     if len(lr) != 2:
         raise ValueError(f"lr must give one rate per player, (alpha, lam); got {lr!r}")
-    out = tuple(M._sym(r) for r in lr)
+    out = tuple(M.as_parameter(r) for r in lr)
     for name, r in zip(("alpha", "lam"), out, strict=True):
         if r.is_number and not r > 0:
             raise ValueError(f"learning rate {name} must be positive, got {r}")
@@ -124,15 +128,32 @@ def optimistic(lr: Sequence[Any] | None = None) -> GameMultistep:
     return m
 
 
+#: the two-player update rules by their names in ``games`` (``"extragradient"`` is the
+#: two-player one, registered as ``"game-extragradient"``: ``bea`` owns the one-field name)
+NAMES = ("simultaneous", "alternating", "extragradient", "optimistic")
+_REGISTERED = {"extragradient": "game-extragradient"}
+
+
 def registry() -> dict[str, Any]:
-    """Entry point for ``bea``'s method registry (``bea derive simultaneous``)."""
-
-    def _lr(kw):
-        return kw.get("lr")
-
+    """Entry point for ``bea``'s method registry (``bea derive simultaneous``): the one
+    table of the two-player rules; everything in ``games`` looks them up through
+    :func:`get`, i.e. through :func:`bea.registry.get_method`."""
     return {
-        "simultaneous": lambda **kw: simultaneous(_lr(kw)),
-        "alternating": lambda **kw: alternating(_lr(kw), kw.get("steps", (1, 1))),
-        "game-extragradient": lambda **kw: extragradient(_lr(kw)),
-        "optimistic": lambda **kw: optimistic(_lr(kw)),
+        "simultaneous": lambda lr=None, **kw: simultaneous(lr),
+        "alternating": lambda lr=None, steps=(1, 1), **kw: alternating(lr, tuple(steps)),
+        "game-extragradient": lambda lr=None, **kw: extragradient(lr),
+        "optimistic": lambda lr=None, **kw: optimistic(lr),
     }
+
+
+def get(name: str, lr: Sequence[Any] | None = None, steps: Sequence[int] = (1, 1)) -> Any:
+    """The two-player method ``name`` (one of :data:`NAMES`) with rates ``lr``, from
+    ``bea``'s registry: ``get("alternating", (0.1, 0.2), steps=(2, 1))``."""
+    from bea.registry import get_method
+
+    if name not in NAMES:
+        raise ValueError(f"unknown two-player method {name!r}; expected one of {NAMES}")
+    method = get_method(_REGISTERED.get(name, name), lr=lr, steps=tuple(steps))
+    if M.block_names(method) is None:  # pragma: no cover - a plugin shadowing the name
+        raise ValueError(f"the registry's {name!r} is not a two-player method")
+    return method

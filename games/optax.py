@@ -52,13 +52,12 @@ def _game_method(method: Any, rates: Any) -> Any:
         if rates is not None:
             method = method.with_rates(tuple(rates))
         return method
-    makers = {"simultaneous": GM.simultaneous, "alternating": GM.alternating}
-    if method not in makers:
-        raise ValueError(f"unknown game method {method!r}: use one of {sorted(makers)} or a "
-                         f"games method object")
+    if method not in ("simultaneous", "alternating"):
+        raise ValueError(f"unknown game method {method!r}: use 'simultaneous', "
+                         f"'alternating' or a games method object")
     if rates is None:
         raise ValueError("pass rates=(lr_x, lr_y): the players' learning rates")
-    return makers[method](tuple(rates))
+    return GM.get(method, tuple(rates))
 
 
 @lru_cache(maxsize=32)

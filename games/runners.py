@@ -4,6 +4,18 @@ Notation: :math:`z = (x, y)`, :math:`\xi(z) = (\nabla_x\ell_1(x, y), \nabla_y\el
 simultaneous gradient, :math:`\alpha` player 1's and :math:`\lambda` player 2's learning rate
 (``lr=(alpha, lam)``; a single number means :math:`\alpha = \lambda`).
 
+Each update rule is defined once, as a :mod:`games.methods` object (a B-series method with
+block fields :math:`f_x = -(\nabla_x\ell_1, 0)`, :math:`f_y = -(0, \nabla_y\ell_2)`); the
+runners scan its own numeric ``Method.step`` (:func:`step`), as ``bea.verify`` does.
+
+**Step-size convention** (the one used across :mod:`games`): an iteration of step size
+:math:`h` moves player p by :math:`r_p h f_p` per gradient step, with the method's rates
+:math:`r_p`; the runners' ``lr`` are the products :math:`(\alpha, \lambda) = (r_x h, r_y h)`,
+the actual step sizes.  So ``run(name, game, lr=(a, l))`` iterates
+``games.methods.<name>((a, l))`` at :math:`h = 1`, and a method ``<name>((r_x, r_y))`` at step
+``h`` is ``lr = (r_x h, r_y h)`` here.  (The rates enter through the fields, which keeps them
+traced: one compilation serves every learning rate.)
+
 * :func:`simultaneous`: :math:`x_{n+1} = x_n - \alpha\nabla_x\ell_1(z_n)`,
   :math:`y_{n+1} = y_n - \lambda\nabla_y\ell_2(z_n)`.
 * :func:`alternating`: ``k_x`` steps of player 1 on :math:`\ell_1(\cdot, y_n)`, then ``k_y``
@@ -32,22 +44,25 @@ Within one step every gradient evaluation (all inner steps of :func:`alternating
 extrapolation of :func:`extragradient`, both gradients of :func:`optimistic`) uses the same
 batch.  Deterministic games reject ``batches``/``key``.
 
-The single-step maps (:func:`simultaneous_step`, ...) are public; :mod:`games.stability`
-linearises them.
+The single-step map :func:`step` is public; :mod:`games.stability` linearises it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from functools import lru_cache
+from typing import Any
 
-import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from games.zoo import Game, _as_float_tree, check_compatible
+from bea.methods import Method
+from games import methods as GM
+from games.flow import flow
+from games.zoo.game import Game, Trajectory, as_point, check_int
+from kernels import tree_util as tu
 
 PyTree = Any
 Array = jax.Array
@@ -57,25 +72,18 @@ __all__ = [
     "METHODS",
     "Trajectory",
     "alternating",
-    "alternating_step",
     "extragradient",
-    "extragradient_step",
     "flow",
     "optimistic",
-    "optimistic_step",
+    "rule",
     "run",
     "simultaneous",
-    "simultaneous_step",
+    "step",
 ]
 
-METHODS = ("simultaneous", "alternating", "extragradient", "optimistic")
+#: the update rules the runners scan (:data:`games.methods.NAMES`, from bea's registry)
+METHODS = GM.NAMES
 
-
-class Trajectory(NamedTuple):
-    """Stacked iterates: ``x[i]``, ``y[i]`` are the players' parameters at saved index ``i``."""
-
-    x: PyTree
-    y: PyTree
 
 
 # ----------------------------------------------------------------------------------------
@@ -107,90 +115,56 @@ def parse_lr(lr: LR) -> tuple[Any, Any]:
     return alpha, lam
 
 
-def _check_int(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _as_point(game: Game, value: PyTree, default: PyTree, what: str) -> PyTree:
-    if value is None:
-        return default
-    value = _as_float_tree(value)
-    check_compatible(default, value, what)
-    return value
-
-
-def _axpy(a: Any, g: PyTree, x: PyTree) -> PyTree:
-    """``x + a * g`` leafwise."""
-    return jax.tree.map(lambda xi, gi: xi + a * gi, x, g)
-
-
 # ----------------------------------------------------------------------------------------
-# single steps
+# one iteration: the method's own step (games.methods defines each rule once)
 # ----------------------------------------------------------------------------------------
 
 
-def simultaneous_step(
-    game: Game, x: PyTree, y: PyTree, lr: tuple[Any, Any], batch: PyTree = None
-) -> tuple[PyTree, PyTree]:
-    r"""One simultaneous GD step.
+@lru_cache(maxsize=64)
+def rule(method: str, inner: tuple[int, int] = (1, 1)) -> Method:
+    """The update rule ``method`` as its :mod:`games.methods` object at unit rates.
 
-    :math:`(x, y) \mapsto (x - \alpha\nabla_x\ell_1(x, y),\; y - \lambda\nabla_y\ell_2(x, y))`.
+    The players' rates enter through the fields (:func:`step`), so the rule is built once
+    per ``(method, inner)`` and one compilation serves every learning rate.
     """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
+    return GM.get(method, (1, 1), steps=inner)
+
+
+def _rate_fields(game: Game, lr: tuple[Any, Any], batch: PyTree) -> list[Callable]:
+    """Block fields on ``z = (x, y)`` scaled by the rates: ``alpha f_x = (-alpha grad_x
+    l_1, 0)`` and ``lam f_y = (0, -lam grad_y l_2)``."""
     alpha, lam = lr
-    gx, gy = game.grads(x, y, batch)
-    return _axpy(-alpha, gx, x), _axpy(-lam, gy, y)
+
+    def fx(z: tuple[PyTree, PyTree]) -> tuple[PyTree, PyTree]:
+        x, y = z
+        return tu.tree_scale(-alpha, game.grad_x(x, y, batch)), tu.tree_zeros_like(y)
+
+    def fy(z: tuple[PyTree, PyTree]) -> tuple[PyTree, PyTree]:
+        x, y = z
+        return tu.tree_zeros_like(x), tu.tree_scale(-lam, game.grad_y(x, y, batch))
+
+    return [fx, fy]
 
 
-def alternating_step(
+def step(
+    method: str,
     game: Game,
-    x: PyTree,
-    y: PyTree,
+    state: Any,
     lr: tuple[Any, Any],
+    *,
     inner: tuple[int, int] = (1, 1),
     batch: PyTree = None,
-) -> tuple[PyTree, PyTree]:
-    r"""One alternating step: ``k_x`` GD steps on :math:`\ell_1(\cdot, y)`, then ``k_y`` on
-    :math:`\ell_2(x_{\rm new}, \cdot)`."""
-    alpha, lam = lr
-    k_x, k_y = inner
-    for _ in range(k_x):
-        x = _axpy(-alpha, game.grad_x(x, y, batch), x)
-    for _ in range(k_y):
-        y = _axpy(-lam, game.grad_y(x, y, batch), y)
-    return x, y
+) -> Any:
+    r"""One iteration of ``method`` with rates ``lr = (alpha, lam)``: ``Method.step`` of
+    the :mod:`games.methods` rule at step size :math:`h = 1`.
 
-
-def extragradient_step(
-    game: Game, x: PyTree, y: PyTree, lr: tuple[Any, Any], batch: PyTree = None
-) -> tuple[PyTree, PyTree]:
-    r"""One extragradient step.
-
-    :math:`\tilde z = z - \eta\xi(z)`, then :math:`z \mapsto z - \eta\xi(\tilde z)`.
+    ``state`` is ``(x, y)``, or ``((x, y), (x_prev, y_prev))`` for ``"optimistic"`` (the
+    multistep state, returned shifted).  E.g. ``step("simultaneous", game, (x, y), (a, l))``
+    is :math:`(x - a\nabla_x\ell_1, y - l\nabla_y\ell_2)`.
     """
-    xh, yh = simultaneous_step(game, x, y, lr, batch)
-    alpha, lam = lr
-    gx, gy = game.grads(xh, yh, batch)
-    return _axpy(-alpha, gx, x), _axpy(-lam, gy, y)
-
-
-def optimistic_step(
-    game: Game,
-    x: PyTree,
-    y: PyTree,
-    x_prev: PyTree,
-    y_prev: PyTree,
-    lr: tuple[Any, Any],
-    batch: PyTree = None,
-) -> tuple[PyTree, PyTree]:
-    r"""One optimistic GD step: :math:`z_{n+1} = z_n - 2\eta\xi(z_n) + \eta\xi(z_{n-1})`."""
-    alpha, lam = lr
-    gx, gy = game.grads(x, y, batch)
-    px, py = game.grads(x_prev, y_prev, batch)
-    x_new = jax.tree.map(lambda a, g, p: a - 2 * alpha * g + alpha * p, x, gx, px)
-    y_new = jax.tree.map(lambda a, g, p: a - 2 * lam * g + lam * p, y, gy, py)
-    return x_new, y_new
+    return rule(method, tuple(inner)).step(_rate_fields(game, lr, batch), state, 1.0)
 
 
 # ----------------------------------------------------------------------------------------
@@ -198,34 +172,11 @@ def optimistic_step(
 # ----------------------------------------------------------------------------------------
 
 
-def _step(
-    method: str,
-    game: Game,
-    carry: tuple[PyTree, PyTree, PyTree],
-    lr: tuple[Any, Any],
-    inner: tuple[int, int],
-    batch: PyTree,
-) -> tuple[PyTree, PyTree, PyTree]:
-    x, y, prev = carry
-    if method == "simultaneous":
-        return (*simultaneous_step(game, x, y, lr, batch), prev)
-    if method == "alternating":
-        return (*alternating_step(game, x, y, lr, inner, batch), prev)
-    if method == "extragradient":
-        return (*extragradient_step(game, x, y, lr, batch), prev)
-    if method == "optimistic":
-        xp, yp = prev
-        return (*optimistic_step(game, x, y, xp, yp, lr, batch), (x, y))
-    raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
-
-
 @eqx.filter_jit
 def _scan(
     method: str,
     game: Game,
-    x0: PyTree,
-    y0: PyTree,
-    prev0: PyTree,
+    state0: Any,
     alpha: Array,
     lam: Array,
     inner: tuple[int, int],
@@ -235,6 +186,7 @@ def _scan(
     save_every: int,
 ) -> Trajectory:
     n_save = steps // save_every
+    multistep = rule(method, inner).history > 0
 
     def one(carry: Any, inp: Any) -> tuple[Any, None]:
         if input_mode == "none":
@@ -243,17 +195,18 @@ def _scan(
             batch = inp
         else:
             batch = game.batch_fn(inp)
-        return _step(method, game, carry, (alpha, lam), inner, batch), None
+        return step(method, game, carry, (alpha, lam), inner=inner, batch=batch), None
 
     def chunk(carry: Any, inp: Any) -> tuple[Any, tuple[PyTree, PyTree]]:
         carry, _ = jax.lax.scan(one, carry, inp, length=save_every)
-        return carry, (carry[0], carry[1])
+        return carry, (carry[0] if multistep else carry)
 
     if inputs is not None:
         inputs = jax.tree.map(
             lambda a: a.reshape((n_save, save_every) + a.shape[1:]), inputs
         )
-    _, (xs, ys) = jax.lax.scan(chunk, (x0, y0, prev0), inputs, length=n_save)
+    _, (xs, ys) = jax.lax.scan(chunk, state0, inputs, length=n_save)
+    x0, y0 = state0[0] if multistep else state0
     cat = lambda a0, a: jnp.concatenate([jnp.asarray(a0, a.dtype)[None], a], axis=0)
     return Trajectory(jax.tree.map(cat, x0, xs), jax.tree.map(cat, y0, ys))
 
@@ -299,20 +252,20 @@ def run(
     if not isinstance(game, Game):
         raise ValueError(f"game must be a games.zoo.Game, got {type(game).__name__}")
     alpha, lam = parse_lr(lr)
-    steps = _check_int(steps, "steps", 0)
-    save_every = _check_int(save_every, "save_every", 1)
+    steps = check_int(steps, "steps", 0)
+    save_every = check_int(save_every, "save_every", 1)
     if steps % save_every:
         raise ValueError(f"save_every={save_every} must divide steps={steps}")
     if method == "alternating":
         if not (isinstance(inner, tuple | list) and len(inner) == 2):
             raise ValueError(f"inner must be a pair (k_x, k_y), got {inner!r}")
-        inner = (_check_int(inner[0], "inner k_x", 1), _check_int(inner[1], "inner k_y", 1))
+        inner = (check_int(inner[0], "inner k_x", 1), check_int(inner[1], "inner k_y", 1))
     else:
         inner = (1, 1)
-    x0 = _as_point(game, x0, game.x0, "x0")
-    y0 = _as_point(game, y0, game.y0, "y0")
+    x0 = as_point(game, x0, game.x0, "x0")
+    y0 = as_point(game, y0, game.y0, "y0")
     if method == "optimistic":
-        prev0 = (_as_point(game, x_prev, x0, "x_prev"), _as_point(game, y_prev, y0, "y_prev"))
+        prev0 = (as_point(game, x_prev, x0, "x_prev"), as_point(game, y_prev, y0, "y_prev"))
     else:
         if x_prev is not None or y_prev is not None:
             raise ValueError("x_prev/y_prev are only used by the optimistic method")
@@ -340,9 +293,8 @@ def run(
     dt = jnp.result_type(*jax.tree.leaves(x0))
     alpha = jnp.asarray(alpha, dtype=dt)
     lam = jnp.asarray(lam, dtype=dt)
-    return _scan(
-        method, game, x0, y0, prev0, alpha, lam, inner, inputs, mode, steps, save_every
-    )
+    state0 = (x0, y0) if prev0 is None else ((x0, y0), prev0)
+    return _scan(method, game, state0, alpha, lam, inner, inputs, mode, steps, save_every)
 
 
 def simultaneous(
@@ -426,106 +378,3 @@ def optimistic(
         "optimistic", game, x0, y0, lr=lr, steps=steps, x_prev=x_prev, y_prev=y_prev,
         batches=batches, key=key, save_every=save_every,
     )
-
-
-# ----------------------------------------------------------------------------------------
-# continuous flow
-# ----------------------------------------------------------------------------------------
-
-Drift = Callable[[PyTree, PyTree], tuple[PyTree, PyTree]]
-
-
-@eqx.filter_jit
-def _flow_solve(
-    game: Game,
-    x0: PyTree,
-    y0: PyTree,
-    ts: Array,
-    drift: Drift | None,
-    batch: PyTree,
-    solver: diffrax.AbstractSolver,
-    rtol: float,
-    atol: float,
-    max_steps: int,
-) -> diffrax.Solution:
-    def field(t: Array, z: tuple[PyTree, PyTree], args: Any) -> tuple[PyTree, PyTree]:
-        x, y = z
-        vx, vy = game.vector_field(x, y, batch)
-        if drift is not None:
-            dx, dy = drift(x, y)
-            vx = jax.tree.map(jnp.add, vx, dx)
-            vy = jax.tree.map(jnp.add, vy, dy)
-        return vx, vy
-
-    return diffrax.diffeqsolve(
-        diffrax.ODETerm(field),
-        solver,
-        t0=ts[0],
-        t1=ts[-1],
-        dt0=None,
-        y0=(x0, y0),
-        saveat=diffrax.SaveAt(ts=ts),
-        stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
-        max_steps=max_steps,
-    )
-
-
-def flow(
-    game: Game,
-    x0: PyTree = None,
-    y0: PyTree = None,
-    T: float = 10.0,
-    n_save: int = 101,
-    rtol: float = 1e-10,
-    atol: float | None = None,
-    *,
-    drift: Drift | None = None,
-    batch: PyTree = None,
-    solver: str | diffrax.AbstractSolver = "dopri8",
-    max_steps: int = 1_000_000,
-) -> tuple[Array, Trajectory]:
-    r"""Integrate the game's gradient flow :math:`z' = -\xi(z) + \text{drift}(z)` on :math:`[0, T]`.
-
-    .. math::
-
-        x'(t) = -\nabla_x\ell_1(x, y) + d_x(x, y), \qquad
-        y'(t) = -\nabla_y\ell_2(x, y) + d_y(x, y),
-
-    where ``drift(x, y) -> (d_x, d_y)`` is optional (e.g. a modified-equation correction from
-    backward error analysis).  Uses diffrax with an adaptive ``PIDController``.
-
-    Args:
-        game: the game (batch-taking games need a fixed ``batch``).
-        x0, y0: initial point (default the game's).
-        T: final time (``> 0``).
-        n_save: number of equally spaced save times in :math:`[0, T]` (``>= 2``).
-        rtol: relative tolerance; ``atol`` defaults to ``rtol``.  Use float64 for small
-            tolerances.
-        drift: optional extra field, same pytree structure as ``(x, y)``.
-        batch: fixed batch for batch-taking games.
-        solver: ``"dopri8"`` (default), ``"tsit5"``, or a diffrax solver instance.
-        max_steps: solver step budget.
-
-    Returns:
-        ``(ts, Trajectory)`` with leading axis ``n_save``; ``ts[0] = 0``, ``ts[-1] = T``.
-    """
-    if not T > 0:
-        raise ValueError(f"T must be positive, got {T!r}")
-    n_save = _check_int(n_save, "n_save", 2)
-    if not rtol > 0:
-        raise ValueError(f"rtol must be positive, got {rtol!r}")
-    atol = rtol if atol is None else atol
-    if isinstance(solver, str):
-        solvers = {"dopri8": diffrax.Dopri8, "tsit5": diffrax.Tsit5, "dopri5": diffrax.Dopri5}
-        if solver not in solvers:
-            raise ValueError(f"unknown solver {solver!r}; expected one of {tuple(solvers)}")
-        solver = solvers[solver]()
-    if game.takes_batch and batch is None:
-        raise ValueError(f"game {game.name!r} takes a batch; flow needs a fixed batch=")
-    x0 = _as_point(game, x0, game.x0, "x0")
-    y0 = _as_point(game, y0, game.y0, "y0")
-    dt = jnp.result_type(*jax.tree.leaves(x0))
-    ts = jnp.linspace(0.0, T, n_save, dtype=dt)
-    sol = _flow_solve(game, x0, y0, ts, drift, batch, solver, rtol, atol, max_steps)
-    xs, ys = sol.ys
-    return sol.ts, Trajectory(xs, ys)

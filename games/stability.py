@@ -24,15 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from games.runners import (
-    LR,
-    METHODS,
-    alternating_step,
-    extragradient_step,
-    optimistic_step,
-    parse_lr,
-    simultaneous_step,
-)
+from games.flow import drifted_field
+from games.runners import LR, METHODS, parse_lr, step
 from games.zoo import Game, check_compatible
 
 PyTree = Any
@@ -97,14 +90,10 @@ def flat_vector_field(
     x, y = _resolve_at(game, at)
     z_flat, unravel = ravel_pytree((x, y))
 
+    v = drifted_field(game, drift, batch)
+
     def field(z: Array) -> Array:
-        xx, yy = unravel(z)
-        vx, vy = game.vector_field(xx, yy, batch)
-        if drift is not None:
-            dx, dy = drift(xx, yy)
-            vx = jax.tree.map(jnp.add, vx, dx)
-            vy = jax.tree.map(jnp.add, vy, dy)
-        return ravel_pytree((vx, vy))[0]
+        return ravel_pytree(v(*unravel(z)))[0]
 
     return field, z_flat
 
@@ -132,25 +121,18 @@ def flat_map(
 
     if method == "optimistic":
 
-        def step(zz: Array) -> Array:
-            xx, yy = unravel(zz[:d])
-            xp, yp = unravel(zz[d:])
-            xn, yn = optimistic_step(game, xx, yy, xp, yp, rates, batch)
-            return jnp.concatenate([ravel_pytree((xn, yn))[0], zz[:d]])
+        def multistep(zz: Array) -> Array:
+            state = (unravel(zz[:d]), unravel(zz[d:]))
+            new, _ = step(method, game, state, rates, batch=batch)
+            return jnp.concatenate([ravel_pytree(new)[0], zz[:d]])
 
-        return step, jnp.concatenate([z_flat, z_flat])
+        return multistep, jnp.concatenate([z_flat, z_flat])
 
-    def step(zz: Array) -> Array:
-        xx, yy = unravel(zz)
-        if method == "simultaneous":
-            out = simultaneous_step(game, xx, yy, rates, batch)
-        elif method == "alternating":
-            out = alternating_step(game, xx, yy, rates, tuple(inner), batch)
-        else:
-            out = extragradient_step(game, xx, yy, rates, batch)
-        return ravel_pytree(out)[0]
+    def one_step(zz: Array) -> Array:
+        return ravel_pytree(step(method, game, unravel(zz), rates, inner=tuple(inner),
+                                 batch=batch))[0]
 
-    return step, z_flat
+    return one_step, z_flat
 
 
 def discrete_map_eigenvalues(

@@ -8,21 +8,27 @@ from __future__ import annotations
 
 import sympy as sp
 
-import games
-from bea import methods as M
+from bea.registry import get_method
 
 R = sp.Rational
 
+
+def _get(name, **options):
+    return lambda: get_method(name, **options)
+
+
+# keys are test ids; every method comes from bea's registry (games' through its entry point)
 SHARED = {
-    "gd": M.gd, "explicit_midpoint": M.explicit_midpoint, "heun": M.heun, "rk4": M.rk4,
-    "extragradient": M.extragradient, "proximal_point": M.proximal_point,
-    "heavy_ball": lambda: M.heavy_ball(R(1, 3)), "nesterov": lambda: M.nesterov(R(1, 2)),
-    "sgd2": lambda: M.sgd(2), "sgd3": lambda: M.sgd(3),
-    "sgd3_avg": lambda: M.sgd(3, average_orderings=True),
+    "gd": _get("gd"), "explicit_midpoint": _get("explicit-midpoint"), "heun": _get("heun"),
+    "rk4": _get("rk4"), "extragradient": _get("extragradient"),
+    "proximal_point": _get("proximal-point"),
+    "heavy_ball": _get("heavy-ball", beta=R(1, 3)), "nesterov": _get("nesterov", beta=R(1, 2)),
+    "sgd2": _get("sgd", batches=2), "sgd3": _get("sgd", batches=3),
+    "sgd3_avg": _get("sgd", batches=3, average_orderings=True),
 }
 GAMES = {
-    "simultaneous": lambda: games.simultaneous((1, 2)),
-    "alternating": lambda: games.alternating((R(1, 2), 1)),
-    "game_extragradient": lambda: games.extragradient((1, 1)),
-    "optimistic": lambda: games.optimistic((1, R(1, 3))),
+    "simultaneous": _get("simultaneous", lr=(1, 2)),
+    "alternating": _get("alternating", lr=(R(1, 2), 1)),
+    "game_extragradient": _get("game-extragradient", lr=(1, 1)),
+    "optimistic": _get("optimistic", lr=(1, R(1, 3))),
 }

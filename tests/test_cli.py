@@ -60,6 +60,33 @@ def test_unknown_method_suggests(capsys):
     assert code == 2 and "nesterov" in err
 
 
+def _listed_methods(path):
+    """The backticked names of the ``**Methods**`` paragraph of a markdown file."""
+    import pathlib
+    import re
+
+    text = (pathlib.Path(__file__).resolve().parents[1] / path).read_text()
+    para = text[text.index("**Methods**"):].split("\n\n")[0]
+    para = para[para.index("):") + 2:]          # skip the usage in parentheses
+    return set(re.findall(r"`([a-z0-9-]+)`", para))
+
+
+def test_method_lists_agree(capsys):
+    """Issue 13: the CLI's method list, the registry and the README/docs lists are one."""
+    import re
+
+    from bea.registry import names
+
+    with pytest.raises(SystemExit):
+        main(["derive", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    listed = re.search(r"one of: (.*?) options:", text).group(1)
+    cli = {"".join(n.split()) for n in listed.split(",")}
+    assert cli == set(names())
+    assert _listed_methods("README.md") == set(names())
+    assert _listed_methods("docs/cli.md") == set(names())
+
+
 def test_parser_builds_expressions():
     x, y = parse_vars("x,y")
     e = parse_expr("(x*y - 1)^2/2 + sin(x) + 0.5*y", {"x": x, "y": y})

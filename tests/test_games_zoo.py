@@ -190,6 +190,28 @@ def test_runners_match_python_loops() -> None:
     np.testing.assert_allclose(tr_o.x, tr_s.x, rtol=1e-14)
 
 
+def test_runner_lr_is_method_rate_times_step() -> None:
+    """One step-size convention: ``games.methods.<name>(r)`` stepped at ``h`` (its own
+    ``Method.step`` on the unscaled block fields) is ``runners.run(name, lr=r h)``."""
+    import games
+
+    g, gx, gy = _game_and_grads()
+    r, h = (0.5, 0.8), 0.1
+    fields = [lambda z: (-gx(*z), jnp.zeros_like(z[1])),
+              lambda z: (jnp.zeros_like(z[0]), -gy(*z))]
+    z0 = (g.x0, g.y0)
+    cases = [("simultaneous", games.simultaneous(r), {}, z0),
+             ("alternating", games.alternating(r, steps=(2, 1)), {"inner": (2, 1)}, z0),
+             ("extragradient", games.extragradient(r), {}, z0),
+             ("optimistic", games.optimistic(r), {}, (z0, z0))]
+    for name, method, kw, state in cases:
+        got = method.step(fields, state, h)
+        x1, y1 = got[0] if name == "optimistic" else got
+        tr = runners.run(name, g, lr=(r[0] * h, r[1] * h), steps=1, **kw)
+        np.testing.assert_allclose(tr.x[1], x1, rtol=1e-13, err_msg=name)
+        np.testing.assert_allclose(tr.y[1], y1, rtol=1e-13, err_msg=name)
+
+
 def test_save_every_and_custom_start() -> None:
     g, _, _ = _game_and_grads()
     full = runners.extragradient(g, lr=0.05, steps=12)
