@@ -176,21 +176,23 @@ def loss_logcosh(p):
 
 ADAM = lambda h: optax.adam(h, b1=0.5, b2=0.6)  # noqa: E731
 RMSPROP = lambda h: optax.rmsprop(h, decay=0.5)  # noqa: E731
-P2 = jnp.array([0.2, 0.4])
+# far from the minimisers: every gradient component stays away from 0 over the horizon
+P1 = jnp.array([1.5, 1.2])
+P2 = jnp.array([2.5, 2.0])
 
 
 @pytest.mark.parametrize("name,opt,lossfn,p,order", [
-    ("adam", ADAM, loss, POINTS[0], 1),
-    pytest.param("adam", ADAM, loss, POINTS[0], 2, marks=pytest.mark.slow),
+    pytest.param("adam", ADAM, loss, P1, 1, marks=pytest.mark.slow),
+    pytest.param("adam", ADAM, loss, P1, 2, marks=pytest.mark.slow),
     pytest.param("adam-logcosh", ADAM, loss_logcosh, P2, 2, marks=pytest.mark.slow),
-    pytest.param("rmsprop", RMSPROP, loss, POINTS[0], 2, marks=pytest.mark.slow),
+    pytest.param("rmsprop", RMSPROP, loss, P1, 2, marks=pytest.mark.slow),
     pytest.param("rmsprop-logcosh", RMSPROP, loss_logcosh, P2, 2, marks=pytest.mark.slow),
 ])
 def test_verify_slopes(name, opt, lossfn, p, order):
     """Real iterates from the slaved initial state vs the truncated numeric flow."""
     eq = bea.numeric_modified_equation(opt, lossfn, p, order)
-    rep = bea.verify(eq, params0=p, orders=list(range(order + 1)), horizon=0.5,
-                     hs=[0.05, 0.025, 0.0125, 0.00625])
+    rep = bea.verify(eq, params0=p, orders=list(range(order + 1)), horizon=0.1,
+                     hs=[0.004, 0.002, 0.001, 0.0005])
     ok = rep.check_slopes(tol=0.15)
     assert all(ok.values()), (name, rep.slopes)
 
