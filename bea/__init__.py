@@ -40,6 +40,9 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "optax": ("bea.optax", None),
     "files": ("bea.files", None),
     "experiments": ("bea.experiments", None),
+    "numeric": ("bea.numeric", None),
+    "numeric_modified_equation": ("bea.numeric", "numeric_modified_equation"),
+    "NumericModifiedEquation": ("bea.numeric", "NumericModifiedEquation"),
 }
 
 __all__ = ["methods", "series", "trees", "Tree", "Method", "symbols", "get_method",

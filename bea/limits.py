@@ -67,6 +67,9 @@ class Limits:
     verify_trees: int = 120
     #: floats held by a verification sweep (points x step sizes x orders x parameters)
     sweep_floats: int = 10_000_000
+    #: order of a numeric modified equation (:func:`bea.numeric_modified_equation`): each
+    #: term costs about 2^(order+1) nested jvps of the optimiser's step
+    numeric_order: int = 6
 
 
 #: the limits in force (replace with :func:`raised`)

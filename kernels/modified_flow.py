@@ -110,7 +110,7 @@ def modified_field_functions(step: Callable[[jax.Array, PyTree], PyTree],
     def psi(k: int) -> Callable:
         def psi_k(x):
             return taylor_coefficients(lambda h: step(h, x), k)[k]
-        return psi_k
+        return jax.jit(psi_k)
 
     f: list[Callable] = []
     W: dict[tuple[int, int], Callable] = {}
@@ -126,6 +126,7 @@ def modified_field_functions(step: Callable[[jax.Array, PyTree], PyTree],
 
             def fn(x, parts=parts):
                 return _sum([p(x) for p in parts], x)
+        fn = jax.jit(fn)
         W[n, m] = fn
         return fn
 
@@ -137,5 +138,5 @@ def modified_field_functions(step: Callable[[jax.Array, PyTree], PyTree],
             rest = _sum([tree_scale(c, g(x)) for c, g in corrections], x)
             return tree_sub(top(x), rest)
 
-        f.append(fk)
+        f.append(jax.jit(fk))
     return f

@@ -84,14 +84,18 @@ def state_contraction_rate(joint: Callable, x: PyTree, s: PyTree, key: jax.Array
 
 
 def slaved_manifold(joint: Callable[[jax.Array, PyTree, PyTree], tuple[PyTree, PyTree]],
-                    order: int, s_guess: PyTree, newton_steps: int = 30
-                    ) -> tuple[list[Callable], Callable]:
+                    order: int, s_guess: PyTree, newton_steps: int = 30,
+                    affine: bool = False) -> tuple[list[Callable], Callable]:
     """``([sigma_0, .., sigma_order], Phi)`` for ``joint(h, x, s) -> (x', s')``.
 
     ``sigma_k(x)`` are the manifold's coefficients (functions of ``x``) and ``Phi(h, x)``
     the underlying one-step map with ``Sigma`` truncated after ``h^order`` (exact to
     ``O(h^(order+1))``, enough for the modified field to order ``order``).  ``s_guess`` is a
     starting point for Newton (any state of the right structure).
+
+    ``affine=True`` (the caller has checked that ``s -> S(0, x, s)`` is affine, as for
+    momentum traces and moment EMAs): ``sigma_0 = (I - D)^(-1) S(0, x, 0)`` in closed form,
+    no Newton loop and no ``custom_jvp``, so nested derivatives trace a small graph.
     """
     zero = jnp.zeros((), dtype=jnp.result_type(float))
 
@@ -116,16 +120,23 @@ def slaved_manifold(joint: Callable[[jax.Array, PyTree, PyTree], tuple[PyTree, P
         _, s, _ = jax.lax.while_loop(cond, body, (0, s_guess, jnp.asarray(jnp.inf, zero.dtype)))
         return s
 
-    @jax.custom_jvp
-    def sigma0(x):
-        return newton(x)
+    if affine:
+        zeros = jax.tree.map(jnp.zeros_like, s_guess)
 
-    @sigma0.defjvp
-    def _sigma0_jvp(primals, tangents):
-        (x,), (dx,) = primals, tangents
-        s = sigma0(x)
-        dS = jax.jvp(lambda x_: S0(x_, s), (x,), (dx,))[1]
-        return s, solve(x, s, dS)
+        def sigma0(x):
+            return solve(x, zeros, S0(x, zeros))
+        sigma0 = jax.jit(sigma0)
+    else:
+        @jax.custom_jvp
+        def sigma0(x):
+            return newton(x)
+
+        @sigma0.defjvp
+        def _sigma0_jvp(primals, tangents):
+            (x,), (dx,) = primals, tangents
+            s = sigma0(x)
+            dS = jax.jvp(lambda x_: S0(x_, s), (x,), (dx,))[1]
+            return s, solve(x, s, dS)
 
     sigmas: list[Callable] = [sigma0]
 
@@ -150,10 +161,11 @@ def slaved_manifold(joint: Callable[[jax.Array, PyTree, PyTree], tuple[PyTree, P
             rhs = taylor_coefficients(lambda h: R(h, x), k)[k]
             return solve(x, sigma0(x), tree_scale(-1.0, rhs))
 
-        sigmas.append(sigma_k)
+        sigmas.append(jax.jit(sigma_k))
 
     Sig = truncated(order)
 
+    @jax.jit
     def phi(h, x):
         return joint(h, x, Sig(h, x))[0]
 
