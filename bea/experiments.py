@@ -38,7 +38,8 @@ class Experiment:
 
 
 _BUILTIN: tuple[Experiment, ...] = (
-    # the edge-of-stability lab (bea.dynamics.eos) has no reproduction yet (issue 16)
+    Experiment("eos", "edge of stability: sharpness at 2/eta, heavy-ball threshold, "
+               "normalised GD and GD on sqrt(L) on the manifold", "bea.dynamics.eos:reproduce"),
     Experiment("svag", "SVAG and the SDE of SGD: stationary variance vs 1/l, linear scaling "
                "rule", "bea.dynamics.sde:reproduce"),
     Experiment("manifold", "noisy GD on the zero-loss manifold: label noise, dropout, "

@@ -7,11 +7,13 @@
 * :mod:`.principal`: the principal flow of GD (Rosca et al., TMLR 2023).
 * :mod:`.runner`: full-batch training of an equinox model with any optax optimiser, with
   sharpness, gradient-flow distance and effective-step logs (resumable).
-* ``bea reproduce eos``: not written yet (issue 16).
+* :mod:`.reproduce`: ``bea reproduce eos`` (GD at 2/eta on digits, the heavy-ball
+  threshold, the limiting flows against discrete runs).
 
 The optimisers are :func:`bea.optax.normalized_gd` and :func:`bea.optax.sqrt_loss`.
 """
 
+from .reproduce import reproduce
 from .sharpness import (
     ChunkingError,
     DimensionError,
@@ -25,4 +27,5 @@ from .sharpness import (
 )
 
 __all__ = ["ChunkingError", "DimensionError", "EosInputError", "NonScalarLossError",
-           "Sharpness", "hessian_trace", "hvp_fn", "sharpness", "sharpness_gradient"]
+           "Sharpness", "hessian_trace", "hvp_fn", "reproduce", "sharpness",
+           "sharpness_gradient"]

@@ -1,0 +1,119 @@
+"""``bea reproduce eos``: the smoke run (files, resume), the EoS band on digits (slow)."""
+
+import importlib
+import json
+import math
+
+import jax
+import pytest
+
+from bea import experiments
+
+# the package exports the function ``reproduce``, which shadows the module's name
+R = importlib.import_module("bea.dynamics.eos.reproduce")
+
+jax.config.update("jax_enable_x64", True)
+
+
+def test_eos_ratio_onset_and_median():
+    # onset = first point at or above the threshold; median over the rest, / threshold
+    steps = [0, 25, 50, 75, 100, 125]
+    sharp = [1.0, 3.0, 4.1, 3.9, 4.2, 4.0]
+    onset, ratio = R.eos_ratio(steps, sharp, 4.0)
+    assert onset == 50
+    assert ratio == pytest.approx(4.05 / 4.0)
+    assert R.eos_ratio(steps, sharp, 5.0)[0] is None
+    assert math.isnan(R.eos_ratio(steps, sharp, 5.0)[1])
+
+
+def _fake_gd_unit(cfg, lr, beta, progress):
+    # the orchestration test's stand-in for a training run (the real one compiles for ~15 s
+    # on a loaded 2-core machine): a sharpness series that reaches the threshold
+    thr = (2 + 2 * beta) / lr
+    steps = list(range(0, cfg["steps"], cfg["every"]))
+    sharp = [thr * min(1.0, 0.5 + i / 2) for i in range(len(steps))]
+    onset, ratio = R.eos_ratio(steps, sharp, thr)
+    return {"lr": lr, "beta": beta, "threshold": thr, "onset": onset, "ratio": ratio,
+            "loss": [1.0 / (1 + i) for i in range(cfg["steps"])], "sharpness_step": steps,
+            "sharpness": sharp, "accuracy": 1.0}
+
+
+def _fake_manifold_unit(cfg, kind):
+    t = [0.1 * (i + 1) for i in range(cfg["m_points"])]
+    flow = [2.0 - 0.1 * x for x in t]
+    return {"kind": kind, "eta": cfg["m_eta"], "d": 3, "t": t, "lambda0": 2.0,
+            "discrete": [f + 1e-4 for f in flow], "flow": flow, "max_rel_gap": 1e-4 / 1.9,
+            "final_loss": 0.0, "decrease": 1 - flow[-1] / 2.0}
+
+
+def _check_run(tmp_path, text, size="tiny"):
+    for name in ("eos.json", "eos_sharpness.png", "eos_manifold.png", "eos.checkpoint.json"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    res = json.loads((tmp_path / "eos.json").read_text())
+    assert set(res["units"]) == {"gd/0.3", "gd/0.6", "hb/0.5/0.5", "manifold/normalized_gd",
+                                 "manifold/sqrt_loss"}
+    assert res["size"] == size
+    assert "median sharpness after EoS onset" in text and "limiting flow" in text
+    u = res["units"]["manifold/sqrt_loss"]
+    assert len(u["discrete"]) == len(u["flow"]) == len(u["t"]) == R.SIZES[size]["m_points"]
+    return res
+
+
+def _resume_recomputes_nothing(tmp_path, monkeypatch, text):
+    def boom(*a, **k):
+        raise AssertionError("a finished unit was recomputed on resume")
+
+    monkeypatch.setattr(R, "_gd_unit", boom)
+    monkeypatch.setattr(R, "_manifold_unit", boom)
+    assert R.reproduce(str(tmp_path), size="tiny", progress=False, resume=True) == text
+
+
+def test_reproduce_orchestration_files_table_and_resume(tmp_path, monkeypatch):
+    # checkpointing, JSON, figures, the report and resume; the units are stand-ins (above)
+    assert experiments.get_experiment("eos").target == "bea.dynamics.eos:reproduce"
+    monkeypatch.setattr(R, "_gd_unit", _fake_gd_unit)
+    monkeypatch.setattr(R, "_manifold_unit", _fake_manifold_unit)
+    text = R.reproduce(str(tmp_path), size="tiny", progress=False)
+    _check_run(tmp_path, text)
+    rows = [ln.split() for ln in text.splitlines() if ln.split()[:2] in (["0.3", "0.0"],
+                                                                         ["0.5", "0.5"])]
+    assert len(rows) == 2 and all(r[-1] == "True" for r in rows), text
+    assert "every run sharpens to its stability threshold" in text
+    _resume_recomputes_nothing(tmp_path, monkeypatch, text)
+    with pytest.raises(ValueError, match="size must be one of"):
+        R.reproduce(str(tmp_path), size="huge")
+
+
+@pytest.mark.slow
+def test_reproduce_tiny_for_real_writes_files_and_resumes(tmp_path, monkeypatch):
+    text = R.reproduce(str(tmp_path), size="tiny", progress=False)
+    _check_run(tmp_path, text)
+    _resume_recomputes_nothing(tmp_path, monkeypatch, text)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lr", [0.3, 0.45, 0.6])
+def test_gd_on_digits_settles_at_two_over_eta(lr):
+    # Cohen et al.'s acceptance at small scale: median lambda_1 after onset in [0.95, 1.15] 2/eta
+    u = R._gd_unit(R.SIZES["default"], lr, 0.0, False)
+    assert u["onset"] is not None and u["onset"] < R.SIZES["default"]["steps"] // 2
+    assert R.BAND[0] <= u["ratio"] <= R.BAND[1], u["ratio"]
+    assert max(u["sharpness"][:3]) < 0.9 * 2 / lr          # it sharpened to get there
+
+
+@pytest.mark.slow
+def test_heavy_ball_settles_at_its_threshold_not_at_two_over_eta():
+    eta, beta = R.SIZES["default"]["hb"]
+    u = R._gd_unit(R.SIZES["default"], eta, beta, False)
+    assert R.BAND[0] <= u["ratio"] <= R.BAND[1], u["ratio"]
+    # (2 + 2 beta)/eta = 7.5 is well above plain GD's 2/eta = 5: the median is not near 5
+    assert u["ratio"] * u["threshold"] > 1.3 * 2 / eta
+
+
+@pytest.mark.slow
+def test_manifold_runs_follow_the_limiting_flow():
+    cfg = dict(R.SIZES["default"], m_t=1.0, m_points=5)
+    for kind in ("normalized_gd", "sqrt_loss"):
+        u = R._manifold_unit(cfg, kind)
+        assert u["decrease"] > 0.03, u                 # the sharpness visibly decreases
+        assert u["max_rel_gap"] < 0.1 * u["decrease"], u
