@@ -324,3 +324,21 @@ def test_ensemble_sharded_over_4_host_devices_cheap_runs():
 @pytest.mark.slow
 def test_ensemble_sharded_over_4_host_devices_matches_one_device():
     _run_sharded(_SHARD_SVAG)
+
+
+def test_ensemble_jit_is_cached_per_function():
+    """A second call with the same function object traces (and compiles) nothing."""
+    traces = []
+
+    def fn(r):
+        traces.append(1)                     # runs only while tracing
+        return jnp.sum(jax.random.normal(jax.random.PRNGKey(r), (3,)))
+
+    a = S.ensemble(fn, 16)
+    b = S.ensemble(fn, 16)
+    assert len(traces) == 1
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    S.ensemble(fn, 32)                       # new shape: jit retraces once
+    assert len(traces) == 2
+    S.ensemble(lambda r: fn(r), 16)          # a new function object: its own entry
+    assert len(traces) == 3
