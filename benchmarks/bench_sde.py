@@ -12,9 +12,7 @@ machine is shared and loaded (see ``loadavg``).  Writes
 from __future__ import annotations
 
 import os
-import platform
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -22,9 +20,10 @@ import numpy as np
 
 jax.config.update("jax_enable_x64", True)
 
+from _machine import machine_info, machine_line, write_results  # noqa: E402
+
 import bea.optax as bo  # noqa: E402
 from bea.dynamics import sde as S  # noqa: E402
-from bea.files import atomic_write_json, atomic_write_text  # noqa: E402
 
 RUNS, STEPS, L, ETA, B = 1024, 20, 4, 0.2, 4
 
@@ -68,12 +67,7 @@ def main() -> None:
     res = {"runs": RUNS, "steps": STEPS, "l": L, "d": 8, "n": 64, "batch_size": B,
            "vmap_s": t_vmap, "vmap_times_s": times, "vmap_first_call_s": t_first,
            "python_loop_s": t_loop, "speedup": t_loop / t_vmap,
-           "max_abs_diff": err, "machine": platform.platform(),
-           "processor": platform.processor(), "cpus": os.cpu_count(),
-           "jax": jax.__version__, "device": str(jax.devices()[0]),
-           "loadavg_before": load0, "loadavg_after": os.getloadavg()}
-    out = Path(__file__).resolve().parent / "results"
-    atomic_write_json(out / "sde_cpu.json", res)
+           "max_abs_diff": err, **machine_info(load0)}
     md = ("# SDE lab: 1,024 SVAG runs, vmapped vs Python loop of jitted steps (CPU)\n\n"
           f"{RUNS} runs x {STEPS} SVAG(l={L}) steps, quadratic problem n=64, d=8, B={B}, "
           "float64; compile excluded; shared, loaded machine.\n\n"
@@ -84,9 +78,8 @@ def main() -> None:
           f"\n\nspeedup {t_loop / t_vmap:.1f}x (compile excluded; "
           f"{t_loop / t_first:.1f}x with the first call's compilation), "
           f"max |difference| {err:.1e}; "
-          f"load average {load0[0]:.2f} -> {os.getloadavg()[0]:.2f}; {platform.platform()}, "
-          f"{os.cpu_count()} CPUs, jax {jax.__version__}.\n")
-    atomic_write_text(out / "sde_cpu.md", md)
+          f"{machine_line(res)}\n")
+    write_results("sde_cpu", res, md)
     print(md)
 
 

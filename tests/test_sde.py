@@ -342,3 +342,24 @@ def test_ensemble_jit_is_cached_per_function():
     assert len(traces) == 2
     S.ensemble(lambda r: fn(r), 16)          # a new function object: its own entry
     assert len(traces) == 3
+
+
+def test_equilibrium_statistics_closed_form_and_one_compilation_per_loss():
+    """Quadratic problem: |x|^2, G = |H (x - cbar)|^2 and N = tr Q_B in closed form,
+    averaged over snapshots; batch sizes 2 and 4 share one compiled function."""
+    p = S.QuadraticProblem.random(12, 3, 1)
+    loss = p.example_loss()
+    snaps = jnp.asarray(np.random.default_rng(0).normal(size=(5, 3)))
+    from bea.dynamics.sde import equilibrium as E
+    E._per_snapshot.cache_clear()
+    for b in (2, 4):
+        st = S.equilibrium_statistics(loss, snaps, p.data, b)
+        x = np.asarray(snaps)
+        g = (x - p.mean) * p.hessian
+        np.testing.assert_allclose(st.sq_norm, np.mean(np.sum(x ** 2, 1)), rtol=1e-12)
+        np.testing.assert_allclose(st.grad_sq, np.mean(np.sum(g ** 2, 1)), rtol=1e-12)
+        np.testing.assert_allclose(st.trace_sigma, np.trace(p.q(b)), rtol=1e-12)
+    assert E._per_snapshot.cache_info().misses == 1
+    c = S.lsr_condition(st, 2.0)
+    assert math.isclose(c.bound, 1.0) and math.isclose(c.k_max, st.nsr)
+    assert c.holds == (st.nsr / 2 >= 1.0)

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -109,12 +110,15 @@ def sde_reference(cfg: dict) -> dict:
 # ----------------------------------------------------------------------------- 2, 3
 
 
+@functools.cache
 def _digits_setup():
+    """``(net, loss, train, test)``, one per process: the same ``loss`` object lets the
+    jitted equilibrium statistics be reused across the LSR sweep."""
     from .digits import DigitsMLP, load_digits_data
 
     net = DigitsMLP(DIGITS["width"])
     train, test = load_digits_data()
-    return net, train, test
+    return net, net.example_loss(), train, test
 
 
 def _sq_norm(p):
@@ -131,13 +135,13 @@ def digits_unit(l: int, cfg: dict) -> dict:
     from .ensembles import ensemble
     from .simulate import run_svag
 
-    net, train, test = _digits_setup()
+    net, loss, train, test = _digits_setup()
     eff = cfg["digits_steps"]
     every = eff // 20 * l
     rec = lambda p: jnp.stack([net.accuracy(p, test), net.mean_loss(p, train)])
 
     def one(run):
-        return run_svag(net.example_loss(), net.init(), train, learning_rate=DIGITS["eta"],
+        return run_svag(loss, net.init(), train, learning_rate=DIGITS["eta"],
                         l=l, batch_size=DIGITS["batch"], steps=eff // 20 * 20 * l, run=run,
                         seed=3, weight_decay=DIGITS["weight_decay"], record_every=every,
                         record=rec)[1]
@@ -158,11 +162,10 @@ def lsr_unit(k: int, cfg: dict) -> dict:
     from .equilibrium import equilibrium_statistics
     from .simulate import run_svag
 
-    net, train, test = _digits_setup()
+    net, loss, train, test = _digits_setup()
     eta, b = k * DIGITS["eta"], k * DIGITS["batch"]
     n_rec = 16
     steps = int(round(cfg["lsr_time"] / eta)) // n_rec * n_rec
-    loss = net.example_loss()
     rec = lambda p: (p, jnp.stack([net.accuracy(p, test), _sq_norm(p)]))
     f = jax.jit(lambda: run_svag(loss, net.init(), train, learning_rate=eta, l=1,
                                  batch_size=b, steps=steps, seed=5 + k,
