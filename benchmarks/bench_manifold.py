@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -17,8 +15,9 @@ import numpy as np
 
 jax.config.update("jax_enable_x64", True)
 
+from _machine import machine_info, machine_line, write_results  # noqa: E402
+
 import bea.dynamics.manifold as M  # noqa: E402
-from bea.files import atomic_write_json, atomic_write_text  # noqa: E402
 
 
 def main() -> None:
@@ -40,22 +39,16 @@ def main() -> None:
     t_loop = time.perf_counter() - t
     same = bool(np.allclose(loop, e.final, rtol=1e-12, atol=1e-14))
     res = dict(runs=args.runs, steps=args.steps, params=8, vmapped_s=t_vmap, loop_s=t_loop,
-               speedup=t_loop / t_vmap, same_end_states=same, loadavg_before=load0,
-               loadavg_after=os.getloadavg(), machine=platform.platform(),
-               processor=platform.processor(), cpus=os.cpu_count(), jax=jax.__version__,
-               device=str(jax.devices()[0]),
+               speedup=t_loop / t_vmap, same_end_states=same, **machine_info(load0),
                note="both timings include compilation (one compile for vmap, one for the loop's "
                     "single run); shared, loaded machine")
-    out = Path(__file__).parent / "results"
-    atomic_write_json(out / "manifold_cpu.json", res)
     md = ("# Noisy-GD ensemble: vmapped vs Python loop (CPU)\n\n"
           f"{args.runs} runs x {args.steps} steps, label noise on an 8-parameter diagonal "
           "linear net, float64.\n\n| variant | seconds |\n|---|---:|\n"
           f"| vmapped (one jit) | {t_vmap:.3f} |\n| Python loop over runs | {t_loop:.3f} |\n\n"
-          f"Speed-up {t_loop / t_vmap:.1f}x; identical end states: {same}.  Load average "
-          f"{load0[0]:.2f} -> {res['loadavg_after'][0]:.2f} on {os.cpu_count()} cores "
-          f"(shared machine).  {platform.platform()}, jax {jax.__version__}.\n")
-    atomic_write_text(out / "manifold_cpu.md", md)
+          f"Speed-up {t_loop / t_vmap:.1f}x; identical end states: {same}.  "
+          f"{machine_line(res)}\n")
+    write_results("manifold_cpu", res, md)
     print(md)
 
 

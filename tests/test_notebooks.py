@@ -58,3 +58,30 @@ def test_margins_notebook(tmp_path, monkeypatch):
         assert max(range(3), key=ratios.__getitem__) == order.index(norm), cols
         assert cols[-1] == "True"
     assert len(rows) == 3
+
+
+@pytest.mark.slow
+def test_sde_notebook(tmp_path, monkeypatch):
+    """The three experiments of ``bea reproduce svag`` at size small: three figures under
+    $BEA_FIGURES_DIR, the three report parts printed, no warnings (tqdm widget or other)."""
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.setenv("BEA_FIGURES_DIR", str(tmp_path))
+    monkeypatch.setenv("BEA_NOTEBOOK_SIZE", "small")
+    root = str(NOTEBOOKS.parent)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        [root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    nb = nbformat.read(NOTEBOOKS / "sde.ipynb", as_version=4)
+    client = nbclient.NotebookClient(nb, timeout=900, kernel_name="python3",
+                                     resources={"metadata": {"path": str(NOTEBOOKS)}})
+    client.execute()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "svag_digits.png", "svag_lsr.png", "svag_stationary.png"]
+    for p in tmp_path.iterdir():
+        assert 0 < p.stat().st_size < 300_000, p
+    outs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    text = "".join(o.get("text", "") for o in outs)
+    for part in ("(1) stationary", "(2) digits", "(3) linear scaling rule", "N/G"):
+        assert part in text, part
+    stderr = "".join(o.get("text", "") for o in outs if o.get("name") == "stderr")
+    assert "Warning" not in stderr and "IProgress" not in stderr, stderr[-2000:]
+    assert not any(o.get("output_type") == "error" for o in outs)

@@ -14,6 +14,7 @@ intervals to the slope (delta method: ``var(log|e_i|) ~ (se_i / e_i)^2``).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -31,19 +32,37 @@ _Z = {0.9: 1.6448536269514722, 0.95: 1.959963984540054, 0.99: 2.5758293035489004
 def ensemble(fn: Callable[[jax.Array], Any], n_runs: int, *,
              devices: Sequence[Any] | None = None) -> Any:
     """``fn(run)`` for ``run = 0..n_runs-1`` vmapped; sharded over ``devices`` (default
-    all) along the run axis.  Outputs gain a leading axis ``n_runs``."""
+    all) along the run axis.  Outputs gain a leading axis ``n_runs``.
+
+    The jitted ``vmap(fn)`` is cached on ``(fn, devices)`` (and jit caches its executable
+    per ``n_runs``), so calling again with the same function object compiles nothing;
+    pass the same ``fn`` (not a fresh lambda) to reuse it.  Example::
+
+        x = ensemble(lambda r: jax.random.normal(jax.random.PRNGKey(r)), 8)   # shape (8,)
+    """
     if isinstance(n_runs, bool) or not isinstance(n_runs, int) or n_runs < 1:
         raise ValueError(f"n_runs must be a positive integer, got {n_runs!r}")
-    devs = list(jax.devices() if devices is None else devices)
-    runs = jnp.arange(n_runs)
-    f = jax.vmap(fn)
-    if len(devs) == 1:
-        return jax.jit(f)(runs)
-    if n_runs % len(devs):
+    devs = tuple(jax.devices() if devices is None else devices)
+    if len(devs) > 1 and n_runs % len(devs):
         raise ValueError(f"{n_runs} runs cannot be split evenly over {len(devs)} devices; "
                          f"use a multiple of {len(devs)} or pass devices=")
+    try:
+        f, sh = _jitted(fn, devs)
+    except TypeError:          # an unhashable callable: compile for this call only
+        f, sh = _jitted.__wrapped__(fn, devs)
+    runs = jnp.arange(n_runs)
+    return f(runs) if sh is None else f(jax.device_put(runs, sh))
+
+
+@functools.lru_cache(maxsize=64)
+def _jitted(fn: Callable, devs: tuple) -> tuple[Callable, NamedSharding | None]:
+    """``jit(vmap(fn))``, with the run axis sharded over ``devs`` when there are several.
+    Bounded (64 entries): the cache holds ``fn`` and what it closes over."""
+    f = jax.vmap(fn)
+    if len(devs) == 1:
+        return jax.jit(f), None
     sh = NamedSharding(Mesh(np.array(devs), ("runs",)), PartitionSpec("runs"))
-    return jax.jit(f, in_shardings=sh, out_shardings=sh)(jax.device_put(runs, sh))
+    return jax.jit(f, in_shardings=sh, out_shardings=sh), sh
 
 
 class Estimate(NamedTuple):

@@ -26,6 +26,7 @@ the rule breaks once ``k`` exceeds that, and the predicted norm ratio is
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -34,7 +35,10 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from .noise import check_per_example_loss, noise_trace
+import kernels
+
+from .noise import check_per_example_loss
+from .sampling import covariance_scale
 from .simulate import batch_loss
 
 __all__ = ["EquilibriumStats", "LSRCondition", "equilibrium_statistics", "lsr_condition"]
@@ -60,14 +64,23 @@ def equilibrium_statistics(loss: Callable, snapshots: Any, data: Any, batch_size
     e.g. the recorded iterates after burn-in); ``O(n d)`` per snapshot, one at a time."""
     first = jax.tree.map(lambda a: a[0], snapshots)
     check_per_example_loss(loss, first, data)
+    n = jax.tree.leaves(data)[0].shape[0]
+    sq, g2, tr1 = map(float, _per_snapshot(loss)(snapshots, data))
+    return EquilibriumStats(sq, g2, covariance_scale(n, batch_size, replace) * tr1)
 
-    def one(p):
+
+@functools.lru_cache(maxsize=16)
+def _per_snapshot(loss: Callable) -> Callable:
+    """jitted ``(snapshots, data) -> mean over snapshots of (|x|^2, |grad L|^2,
+    tr Sigma_1)``; cached on ``loss`` (the batch size enters only as the scale of
+    ``tr Sigma_1``, so every batch size of a sweep reuses one compilation)."""
+
+    def one(p, data):
         g = jax.grad(batch_loss, argnums=1)(loss, p, data)
         return jnp.stack([jnp.sum(ravel_pytree(p)[0] ** 2), jnp.sum(ravel_pytree(g)[0] ** 2),
-                          noise_trace(loss, p, data, batch_size, replace)])
+                          kernels.gradient_noise_covariance_trace(loss, p, data)])
 
-    vals = jax.lax.map(one, snapshots).mean(axis=0)
-    return EquilibriumStats(*map(float, vals))
+    return jax.jit(lambda snaps, data: jax.lax.map(lambda p: one(p, data), snaps).mean(0))
 
 
 class LSRCondition(NamedTuple):

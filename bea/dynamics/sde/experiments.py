@@ -13,16 +13,23 @@
 
 from __future__ import annotations
 
+import functools
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ...files import Checkpoint, atomic_write_json, check_writable_dir, save_figure, stop_cleanly
+from ...files import (
+    Checkpoint,
+    atomic_write_json,
+    atomic_write_text,
+    check_writable_dir,
+    save_figure,
+    stop_cleanly,
+)
 from ...progress import progress_bar
 
-__all__ = ["reproduce", "SIZES"]
+__all__ = ["FIGURES", "SIZES", "figure", "figures", "report", "reproduce", "run"]
 
 SIZES = {
     "small": {"ls": [1, 2, 4, 8, 16], "runs": 256, "stat_time": 40.0,
@@ -103,12 +110,15 @@ def sde_reference(cfg: dict) -> dict:
 # ----------------------------------------------------------------------------- 2, 3
 
 
+@functools.cache
 def _digits_setup():
+    """``(net, loss, train, test)``, one per process: the same ``loss`` object lets the
+    jitted equilibrium statistics be reused across the LSR sweep."""
     from .digits import DigitsMLP, load_digits_data
 
     net = DigitsMLP(DIGITS["width"])
     train, test = load_digits_data()
-    return net, train, test
+    return net, net.example_loss(), train, test
 
 
 def _sq_norm(p):
@@ -125,13 +135,13 @@ def digits_unit(l: int, cfg: dict) -> dict:
     from .ensembles import ensemble
     from .simulate import run_svag
 
-    net, train, test = _digits_setup()
+    net, loss, train, test = _digits_setup()
     eff = cfg["digits_steps"]
     every = eff // 20 * l
     rec = lambda p: jnp.stack([net.accuracy(p, test), net.mean_loss(p, train)])
 
     def one(run):
-        return run_svag(net.example_loss(), net.init(), train, learning_rate=DIGITS["eta"],
+        return run_svag(loss, net.init(), train, learning_rate=DIGITS["eta"],
                         l=l, batch_size=DIGITS["batch"], steps=eff // 20 * 20 * l, run=run,
                         seed=3, weight_decay=DIGITS["weight_decay"], record_every=every,
                         record=rec)[1]
@@ -152,11 +162,10 @@ def lsr_unit(k: int, cfg: dict) -> dict:
     from .equilibrium import equilibrium_statistics
     from .simulate import run_svag
 
-    net, train, test = _digits_setup()
+    net, loss, train, test = _digits_setup()
     eta, b = k * DIGITS["eta"], k * DIGITS["batch"]
     n_rec = 16
     steps = int(round(cfg["lsr_time"] / eta)) // n_rec * n_rec
-    loss = net.example_loss()
     rec = lambda p: (p, jnp.stack([net.accuracy(p, test), _sq_norm(p)]))
     f = jax.jit(lambda: run_svag(loss, net.init(), train, learning_rate=eta, l=1,
                                  batch_size=b, steps=steps, seed=5 + k,
@@ -179,54 +188,63 @@ def _fit(xs, ys) -> float:
     return float(np.polyfit(x, y, 1)[0])
 
 
-def _plots(out: Path, res1: list, ref: dict, res2: list, res3: list) -> None:
-    import matplotlib
+def _draw_stationary(ax, res: dict) -> None:
+    from .quadratic import QuadraticProblem
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.6))
+    res1, ref = res["stationary"], res["sde"]
     inv = [1 / r["l"] for r in res1]
     ax.errorbar(inv, [r["mc"] for r in res1], [r["hw"] for r in res1], fmt="o",
                 label="SVAG(l) ensemble (95% CI)")
-    grid = np.linspace(0, 1, 50)
-    from .quadratic import QuadraticProblem
-
+    grid = np.linspace(0, 1, 50)[1:]
     p = QuadraticProblem.random(QUAD["n"], QUAD["d"], QUAD["seed"])
-    ax.plot(grid[1:], [np.trace(p.svag_stationary_cov(QUAD["eta"], 1 / g, QUAD["batch"]))
-                       for g in grid[1:]], "-", lw=1, label="SVAG exact")
+    ax.plot(grid, [np.trace(p.svag_stationary_cov(QUAD["eta"], 1 / g, QUAD["batch"]))
+                   for g in grid], "-", lw=1, label="SVAG exact")
     ax.axhline(ref["closed_form"], color="k", ls="--", lw=1, label="SDE closed form")
     ax.errorbar([0], [ref["sra1"]], [ref["sra1_hw"]], fmt="s", color="C3",
                 label="SDE, diffrax SRA1")
     ax.set_xlabel("1 / l")
     ax.set_ylabel("stationary E|x - c|^2")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    save_figure(fig, out / "svag_stationary.png")
-    plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(5, 3.6))
-    for r in res2:
+
+def _draw_digits(ax, res: dict) -> None:
+    for r in res["digits"]:
         ax.plot(r["effective_steps"], r["acc"], label=f"l = {r['l']}")
     ax.set_xlabel("effective steps (steps / l)")
     ax.set_ylabel("test accuracy")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    save_figure(fig, out / "svag_digits.png")
-    plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(5, 3.6))
-    ks = [r["k"] for r in res3]
-    base = res3[0]
+
+def _draw_lsr(ax, res: dict) -> None:
+    res3 = res["lsr"]
+    ks, base = [r["k"] for r in res3], res3[0]
     ax.loglog(ks, [r["sq_norm"] / base["sq_norm"] for r in res3], "o-",
               label="measured |x|^2 / |x_1|^2")
     ax.loglog(ks, [_predicted_ratio(base, k) for k in ks], "--", label="predicted from N/G")
     ax.axhline(DIGITS["closeness"], color="k", lw=0.8, ls=":", label="C")
     ax.set_xlabel("LSR factor k (batch k B, rate k eta)")
+
+
+FIGURES = {"svag_stationary": _draw_stationary, "svag_digits": _draw_digits,
+           "svag_lsr": _draw_lsr}
+
+
+def figure(res: dict, name: str) -> Any:
+    """One matplotlib figure of :func:`run`'s results: ``name`` in :data:`FIGURES`
+    (``svag_stationary``, ``svag_digits``, ``svag_lsr``)."""
+    if name not in FIGURES:
+        raise ValueError(f"figure must be one of {sorted(FIGURES)}, got {name!r}")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    FIGURES[name](ax, res)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    save_figure(fig, out / "svag_lsr.png")
-    plt.close(fig)
+    return fig
+
+
+def figures(res: dict) -> dict[str, Any]:
+    """All three figures by file stem (the caller saves them, e.g. with
+    :func:`bea.files.save_figure`, and closes them)."""
+    return {name: figure(res, name) for name in FIGURES}
 
 
 def _predicted_ratio(base: dict, k: float) -> float:
@@ -237,6 +255,39 @@ def _predicted_ratio(base: dict, k: float) -> float:
     return f(k) / f(1)
 
 
+def _units(cfg: dict) -> list[tuple[str, int]]:
+    return ([("stat", l) for l in cfg["ls"]] + [("sde", 0)]
+            + [("digits", l) for l in cfg["digits_ls"]] + [("lsr", k) for k in cfg["lsr_ks"]])
+
+
+def run(size: str = "small", *, progress: bool = True, checkpoint: Checkpoint | None = None
+        ) -> dict:
+    """The three experiments at ``size`` (``small | default | large``):
+    ``{"size", "stationary", "sde", "digits", "lsr"}``; units already in ``checkpoint``
+    are read from it, new ones written to it."""
+    if size not in SIZES:
+        raise ValueError(f"size must be one of {sorted(SIZES)}, got {size!r}")
+    cfg = SIZES[size]
+    fns = {"stat": stationary_unit, "sde": lambda _, c: sde_reference(c),
+           "digits": digits_unit, "lsr": lsr_unit}
+    done: dict[str, Any] = {}
+    units = _units(cfg)
+    with progress_bar(len(units), desc="svag", enabled=progress) as bar:
+        for kind, v in units:
+            key = f"{kind}:{v}"
+            if checkpoint is not None and checkpoint.has(key):
+                done[key] = checkpoint.get(key)
+            else:
+                bar.set_postfix_str(key)
+                done[key] = fns[kind](v, cfg)
+                if checkpoint is not None:
+                    checkpoint.put(key, done[key])
+            bar.update(1)
+    return {"size": size, "stationary": [done[f"stat:{l}"] for l in cfg["ls"]],
+            "sde": done["sde:0"], "digits": [done[f"digits:{l}"] for l in cfg["digits_ls"]],
+            "lsr": [done[f"lsr:{k}"] for k in cfg["lsr_ks"]]}
+
+
 def reproduce(out: str, *, large: bool = False, progress: bool = True, resume: bool = False,
               size: str | None = None) -> str:
     """Run the three experiments into ``out``; returns the report.  ``size`` in
@@ -244,37 +295,34 @@ def reproduce(out: str, *, large: bool = False, progress: bool = True, resume: b
     size = size or ("large" if large else "default")
     if size not in SIZES:
         raise ValueError(f"size must be one of {sorted(SIZES)}, got {size!r}")
-    cfg = SIZES[size]
     outp = check_writable_dir(out)
-    ckpt = Checkpoint(outp / "svag.checkpoint.json", {"size": size, "cfg": cfg, "quad": QUAD,
-                                                      "digits": DIGITS}, resume=resume)
-    units = ([("stat", l) for l in cfg["ls"]] + [("sde", 0)]
-             + [("digits", l) for l in cfg["digits_ls"]] + [("lsr", k) for k in cfg["lsr_ks"]])
-    fns = {"stat": stationary_unit, "sde": lambda _, c: sde_reference(c),
-           "digits": digits_unit, "lsr": lsr_unit}
-    with stop_cleanly("bea reproduce svag"), progress_bar(len(units), desc="svag",
-                                                          enabled=progress) as bar:
-        for kind, v in units:
-            key = f"{kind}:{v}"
-            if not ckpt.has(key):
-                bar.set_postfix_str(key)
-                ckpt.put(key, fns[kind](v, cfg))
-            bar.update(1)
-    res1 = [ckpt.get(f"stat:{l}") for l in cfg["ls"]]
-    ref = ckpt.get("sde:0")
-    res2 = [ckpt.get(f"digits:{l}") for l in cfg["digits_ls"]]
-    res3 = [ckpt.get(f"lsr:{k}") for k in cfg["lsr_ks"]]
-    report = _report(res1, ref, res2, res3)
-    atomic_write_json(outp / "svag.json", {"size": size, "stationary": res1, "sde": ref,
-                                           "digits": res2, "lsr": res3, "report": report})
-    from ...files import atomic_write_text
+    ckpt = Checkpoint(outp / "svag.checkpoint.json", {"size": size, "cfg": SIZES[size],
+                                                      "quad": QUAD, "digits": DIGITS},
+                      resume=resume)
+    with stop_cleanly("bea reproduce svag"):
+        res = run(size, progress=progress, checkpoint=ckpt)
+    text = report(res)
+    atomic_write_json(outp / "svag.json", dict(res, report=text))
+    atomic_write_text(outp / "svag.txt", text + "\n")
+    import matplotlib
 
-    atomic_write_text(outp / "svag.txt", report + "\n")
-    _plots(outp, res1, ref, res2, res3)
-    return report
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    for name, fig in figures(res).items():
+        save_figure(fig, outp / f"{name}.png")
+        plt.close(fig)
+    return text
 
 
-def _report(res1, ref, res2, res3) -> str:
+def report(res: dict, part: int | None = None) -> str:
+    """The text report of :func:`run`'s results: parts (1), (2), (3), or one ``part``."""
+    parts = [_report_stationary(res["stationary"], res["sde"]), _report_digits(res["digits"]),
+             _report_lsr(res["lsr"])]
+    return "\n".join(parts) if part is None else parts[part - 1]
+
+
+def _report_stationary(res1: list, ref: dict) -> str:
     sde = ref["closed_form"]
     lines = ["(1) stationary E|x - c|^2 of SVAG(l) on a quadratic (OU) problem, eta = "
              f"{QUAD['eta']}, B = {QUAD['batch']}",
@@ -290,7 +338,11 @@ def _report(res1, ref, res2, res3) -> str:
     lines.append(f"    exact gap ~ (1/l)^{slope:.2f} over l >= 2; the ensemble agrees with the "
                  f"exact SVAG value in {inside}/{len(res1)} rows: SVAG's stationary variance "
                  f"tends to the SDE's at rate 1/l.")
-    lines.append("(2) digits, scale-invariant MLP: test accuracy vs effective steps (steps/l)")
+    return "\n".join(lines)
+
+
+def _report_digits(res2: list) -> str:
+    lines = ["(2) digits, scale-invariant MLP: test accuracy vs effective steps (steps/l)"]
     ref2 = np.asarray(res2[0]["acc"])
     lines.append("    l   final acc        max |acc - acc(l=1)| over the curve (2nd half)")
     half = len(ref2) // 2
@@ -308,8 +360,13 @@ def _report(res1, ref, res2, res3) -> str:
     lines.append(f"    the curves {word} against effective steps: the largest gap to l = 1 in "
                  f"the second half is {spread:.3f} in accuracy, the seed noise (95%, "
                  f"difference of two means) up to {noise:.3f}.")
+    return "\n".join(lines)
+
+
+def _report_lsr(res3: list) -> str:
     base = res3[0]
     bound = 1 / (DIGITS["closeness"] ** 2 - 1)
+    lines = []
     lines.append(f"(3) linear scaling rule: batch k*{DIGITS['batch']}, rate k*{DIGITS['eta']}, "
                  f"weight decay {DIGITS['weight_decay']}; condition N/G >= {bound:.2f} "
                  f"(C = sqrt 2)")
@@ -349,5 +406,3 @@ def _main() -> None:  # pragma: no cover - convenience
 if __name__ == "__main__":  # pragma: no cover
     _main()
 
-
-_ = Any

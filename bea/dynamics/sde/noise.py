@@ -86,6 +86,6 @@ def noise_trace(loss: Callable, params: Any, data: Any, batch_size: int,
                 replace: bool = True) -> jax.Array:
     """``tr Sigma_B = c tr Sigma_1`` (centred two-pass, :func:`kernels.
     gradient_noise_covariance_trace`)."""
-    n = _leading(data)
+    n = check_per_example_loss(loss, params, data)
     return covariance_scale(n, batch_size, replace) * kernels.gradient_noise_covariance_trace(
         loss, params, data)
