@@ -190,19 +190,29 @@ def single_cuts(t: int) -> tuple[tuple[int, int, int], ...]:
     if got is not None:
         return got
     c, ch = _KEYS[t]
-    acc: Counter[tuple[int, int]] = Counter()
-    counts = Counter(ch)
-    for child, m in counts.items():
-        others = list(ch)
-        others.remove(child)
-        # cut the edge root--child
-        acc[(child, intern(c, others))] += m
-        # cut an edge inside the child
-        for pruned, rest, k in single_cuts(child):
-            acc[(pruned, intern(c, others + [rest]))] += m * k
+    acc: dict[tuple[int, int], int] = {}
+    prev = -1
+    for i, child in enumerate(ch):
+        if child == prev:   # children are sorted: a repeated child is adjacent
+            continue
+        prev = child
+        m = ch.count(child)
+        others = ch[:i] + ch[i + 1:]          # still sorted
+        k0 = (child, _intern_sorted(c, others))
+        acc[k0] = acc.get(k0, 0) + m      # cut the edge root--child
+        for pruned, rest, k in single_cuts(child):   # cut an edge inside the child
+            j = bisect_left(others, rest)
+            k1 = (pruned, _intern_sorted(c, others[:j] + (rest,) + others[j:]))
+            acc[k1] = acc.get(k1, 0) + m * k
     out = tuple((p, r, m) for (p, r), m in acc.items())
     _CUTS[t] = out
     return out
+
+
+def _intern_sorted(color: int, children: tuple[int, ...]) -> int:
+    """:func:`intern` for an already sorted tuple of child ids (no sort, one lookup)."""
+    tid = _IDS.get((color, children))
+    return intern(color, children) if tid is None else tid
 
 
 _SUBTREES: dict[int, tuple[tuple[int, tuple[int, ...], int], ...]] = {}
