@@ -67,6 +67,10 @@ class RemainderTerm:
     tree: int
 
 
+def scale_is_rational(x: Any) -> bool:
+    return isinstance(x, sympy.Rational)
+
+
 class ModifiedLoss(R.PrintsItself):
     """Modified loss of a method to ``O(h^order)``: potential part plus stop-gradient
     remainder, per power of h (and per player for games).
@@ -120,7 +124,14 @@ class ModifiedLoss(R.PrintsItself):
         return self.prefactor if g is None else self._rates[g]
 
     def _split(self, series, trees: list[int], n: int, g: Any):
-        bval = {t: series.domain.to_sympy(series[t]) for t in trees}
+        dom = series.domain
+        coeffs = series.coeffs
+        rational = bool(dom.is_QQ) and scale_is_rational(self._scale(g))
+        bval = {} if rational else {t: dom.to_sympy(series[t]) for t in trees}
+
+        def to_q(v: Any) -> sympy.Rational:
+            return sympy.Rational(int(dom.numer(v)), int(dom.denom(v)))
+
         scale = self._scale(g)
         sign = -1 if n % 2 == 0 else 1   # (-1)^(n+1)
         pot: list[PotentialTerm] = []
@@ -142,6 +153,18 @@ class ModifiedLoss(R.PrintsItself):
             degrees = [len(T.children(r)) for r in rootings]
             dmax = max(degrees)
             ref_trees = [r for r, d in zip(rootings, degrees, strict=True) if d == dmax]
+            if rational:   # exact rationals: the same numbers without sympy.factor
+                ref = sum((coeffs.get(r, dom.zero) for r in ref_trees), dom.zero) / len(
+                    ref_trees)
+                if ref:
+                    coef = sign * to_q(ref) / T.free_sigma(t) / scale
+                    pot.append(PotentialTerm(R.nice(coef), min(ref_trees)))
+                for r in counts:
+                    excess = coeffs.get(r, dom.zero) - ref
+                    if excess:
+                        rem.append(RemainderTerm(
+                            R.nice(sign * to_q(excess) / T.sigma(r) / scale), r))
+                continue
             ref = sympy.Add(*[bval.get(r, sympy.S.Zero) for r in ref_trees]) / len(ref_trees)
             ref = sympy.factor(ref)
             if ref != 0:
@@ -154,7 +177,8 @@ class ModifiedLoss(R.PrintsItself):
         if g is not None:
             for t in trees:
                 if T.colors_used(t) != frozenset({g}):
-                    v = bval.get(t, sympy.S.Zero)
+                    v = to_q(coeffs[t]) if rational and coeffs.get(t) else bval.get(
+                        t, sympy.S.Zero)
                     if v != 0:
                         rem.append(RemainderTerm(R.nice(sign * v / T.sigma(t) / scale), t))
         return pot, rem
