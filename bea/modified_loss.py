@@ -138,11 +138,10 @@ class ModifiedLoss(R.PrintsItself):
         rem: list[RemainderTerm] = []
         seen: set[int] = set()
         for t in trees:
-            u = T.free_tree(t)
-            if u in seen:
+            if t in seen:   # a rooting of a free tree already handled
                 continue
-            seen.add(u)
             rootings = T.rootings(t)
+            seen.update(rootings)
             counts = Counter(rootings)
             if g is not None:
                 mono = T.colors_used(t) == frozenset({g})
