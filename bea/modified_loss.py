@@ -134,6 +134,8 @@ class ModifiedLoss(R.PrintsItself):
 
         scale = self._scale(g)
         sign = -1 if n % 2 == 0 else 1   # (-1)^(n+1)
+        if rational:
+            sign_q, scale_q = dom.convert(sign), dom.from_sympy(scale)
         pot: list[PotentialTerm] = []
         rem: list[RemainderTerm] = []
         seen: set[int] = set()
@@ -156,13 +158,13 @@ class ModifiedLoss(R.PrintsItself):
                 ref = sum((coeffs.get(r, dom.zero) for r in ref_trees), dom.zero) / len(
                     ref_trees)
                 if ref:
-                    coef = sign * to_q(ref) / T.free_sigma(t) / scale
-                    pot.append(PotentialTerm(R.nice(coef), min(ref_trees)))
+                    coef = to_q(ref * sign_q / (dom.convert(T.free_sigma(t)) * scale_q))
+                    pot.append(PotentialTerm(coef, min(ref_trees)))
                 for r in counts:
                     excess = coeffs.get(r, dom.zero) - ref
                     if excess:
                         rem.append(RemainderTerm(
-                            R.nice(sign * to_q(excess) / T.sigma(r) / scale), r))
+                            to_q(excess * sign_q / (dom.convert(T.sigma(r)) * scale_q)), r))
                 continue
             ref = sympy.Add(*[bval.get(r, sympy.S.Zero) for r in ref_trees]) / len(ref_trees)
             ref = sympy.factor(ref)
@@ -176,8 +178,11 @@ class ModifiedLoss(R.PrintsItself):
         if g is not None:
             for t in trees:
                 if T.colors_used(t) != frozenset({g}):
-                    v = to_q(coeffs[t]) if rational and coeffs.get(t) else bval.get(
-                        t, sympy.S.Zero)
+                    v = bval.get(t, sympy.S.Zero)
+                    if rational and coeffs.get(t):
+                        rem.append(RemainderTerm(to_q(coeffs[t] * sign_q / (
+                            dom.convert(T.sigma(t)) * scale_q)), t))
+                        continue
                     if v != 0:
                         rem.append(RemainderTerm(R.nice(sign * v / T.sigma(t) / scale), t))
         return pot, rem
