@@ -19,7 +19,6 @@ Quantities (Hairer, Lubich, Wanner, *Geometric Numerical Integration*, ch. III.1
 
 from __future__ import annotations
 
-import math
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -295,7 +294,7 @@ def rootings(t: int) -> tuple[int, ...]:
     def walk(u: int, up: int | None) -> None:
         c, ch = _KEYS[u]
         out.append(u if up is None else _insert_child(c, ch, up))
-        prev = -1
+        prev = up_v = -1
         for i, v in enumerate(ch):
             if v == prev:
                 # an identical sibling has the same up-tree
