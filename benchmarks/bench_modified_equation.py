@@ -552,7 +552,7 @@ def render_markdown(res: dict, libs: list[str]) -> str:
             else:
                 cells.append("-")
             lines.append("| " + " | ".join(cells) + " |")
-        lines += ["", "N = 15 is bea only: the trees of `modified_equation(method, 14)` "
+        lines += ["", "N = 15, 16 are bea only: the trees of `modified_equation(method, N - 1)` "
                   "(f_0..f_14), in case 'order 14' is read as the power of h."]
     if "b" in res:
         lines += ["", f"## (b) GD on L = {res['loss']}: exact f_0..f_p in coordinates",
