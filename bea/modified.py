@@ -70,13 +70,13 @@ class ModifiedEquation(R.PrintsItself):
             notation = default_notation(method)
         self.notation = notation
         self._terms: list[list[Term]] = []
+        coef_of = _coefficient_converter(series.domain)
         for k in range(order + 1):
             row = []
-            for t in T.canonical_sort(T.trees_of_order(k + 1, method.ncolors)):
-                v = series[t]
-                if v:
-                    coef = R.nice(series.domain.to_sympy(v) / T.sigma(t))
-                    row.append(Term(coef, t))
+            coeffs = series.coeffs
+            for t in T.canonical_sort(t for t in T.trees_of_order(k + 1, method.ncolors)
+                                      if coeffs.get(t)):
+                row.append(Term(coef_of(coeffs[t], T.sigma(t)), t))
             self._terms.append(row)
 
     # ------------------------------------------------------------------ access
@@ -172,6 +172,15 @@ class ModifiedEquation(R.PrintsItself):
 
         subs = bind_values(subs, self.parameters, "subs") or None
         return compile_equation(self, loss, fields=fields, subs=subs, orders=orders)
+
+
+def _coefficient_converter(dom: Any):
+    """``(v, sigma) -> nice(v / sigma)`` as a sympy number; on the rationals straight from
+    numerator and denominator (the same ``Rational``, without sympy's generic division
+    and ``factor``)."""
+    if dom.is_QQ:
+        return lambda v, sig: sympy.Rational(int(dom.numer(v)), int(dom.denom(v)) * sig)
+    return lambda v, sig: R.nice(dom.to_sympy(v) / sig)
 
 
 def default_notation(method: Method) -> R.Notation:

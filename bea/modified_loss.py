@@ -67,6 +67,10 @@ class RemainderTerm:
     tree: int
 
 
+def scale_is_rational(x: Any) -> bool:
+    return isinstance(x, sympy.Rational)
+
+
 class ModifiedLoss(R.PrintsItself):
     """Modified loss of a method to ``O(h^order)``: potential part plus stop-gradient
     remainder, per power of h (and per player for games).
@@ -120,18 +124,26 @@ class ModifiedLoss(R.PrintsItself):
         return self.prefactor if g is None else self._rates[g]
 
     def _split(self, series, trees: list[int], n: int, g: Any):
-        bval = {t: series.domain.to_sympy(series[t]) for t in trees}
+        dom = series.domain
+        coeffs = series.coeffs
+        rational = bool(dom.is_QQ) and scale_is_rational(self._scale(g))
+        bval = {} if rational else {t: dom.to_sympy(series[t]) for t in trees}
+
+        def to_q(v: Any) -> sympy.Rational:
+            return sympy.Rational(int(dom.numer(v)), int(dom.denom(v)))
+
         scale = self._scale(g)
         sign = -1 if n % 2 == 0 else 1   # (-1)^(n+1)
+        if rational:
+            sign_q, scale_q = dom.convert(sign), dom.from_sympy(scale)
         pot: list[PotentialTerm] = []
         rem: list[RemainderTerm] = []
         seen: set[int] = set()
         for t in trees:
-            u = T.free_tree(t)
-            if u in seen:
+            if t in seen:   # a rooting of a free tree already handled
                 continue
-            seen.add(u)
             rootings = T.rootings(t)
+            seen.update(rootings)
             counts = Counter(rootings)
             if g is not None:
                 mono = T.colors_used(t) == frozenset({g})
@@ -142,6 +154,18 @@ class ModifiedLoss(R.PrintsItself):
             degrees = [len(T.children(r)) for r in rootings]
             dmax = max(degrees)
             ref_trees = [r for r, d in zip(rootings, degrees, strict=True) if d == dmax]
+            if rational:   # exact rationals: the same numbers without sympy.factor
+                ref = sum((coeffs.get(r, dom.zero) for r in ref_trees), dom.zero) / len(
+                    ref_trees)
+                if ref:
+                    coef = to_q(ref * sign_q / (dom.convert(T.free_sigma(t)) * scale_q))
+                    pot.append(PotentialTerm(coef, min(ref_trees)))
+                for r in counts:
+                    excess = coeffs.get(r, dom.zero) - ref
+                    if excess:
+                        rem.append(RemainderTerm(
+                            to_q(excess * sign_q / (dom.convert(T.sigma(r)) * scale_q)), r))
+                continue
             ref = sympy.Add(*[bval.get(r, sympy.S.Zero) for r in ref_trees]) / len(ref_trees)
             ref = sympy.factor(ref)
             if ref != 0:
@@ -155,6 +179,10 @@ class ModifiedLoss(R.PrintsItself):
             for t in trees:
                 if T.colors_used(t) != frozenset({g}):
                     v = bval.get(t, sympy.S.Zero)
+                    if rational and coeffs.get(t):
+                        rem.append(RemainderTerm(to_q(coeffs[t] * sign_q / (
+                            dom.convert(T.sigma(t)) * scale_q)), t))
+                        continue
                     if v != 0:
                         rem.append(RemainderTerm(R.nice(sign * v / T.sigma(t) / scale), t))
         return pot, rem

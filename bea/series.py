@@ -209,24 +209,69 @@ def linear_combination(terms: Sequence[tuple[object, BSeries]]) -> BSeries:
     return BSeries(dom, nc, n, empty, {t: v for t, v in out.items() if v})
 
 
-def _lie_powers(b: BSeries, t: int, w: list[dict[int, object]], dom: Domain) -> list[object]:
-    """``w_k(t) = (d_b^k b)(t)`` for k = 1..|t|-1, given ``w`` on smaller trees."""
-    n = T.order(t)
-    cuts = T.single_cuts(t)
-    vals = []
-    for k in range(1, n):
-        acc = dom.zero
-        prev = w[k - 1]
-        for pruned, rest, m in cuts:
-            bp = b.coeffs.get(pruned)
-            if bp is None:
-                continue
-            g = prev.get(rest)
-            if g is None:
-                continue
-            acc += (bp * g) if m == 1 else dom.convert(m) * bp * g
-        vals.append(acc)
+def _lie_series(b: dict[int, object], t: int, n: int, W: dict[int, list], zero: object,
+                mult: list[object]) -> list[object]:
+    """``[(d_b^k b)(t) for k = 1..n-1]`` (``n = |t|``) from ``W[r] = [w_0(r), .., w_{|r|-1}(r)]``
+    on the smaller trees, ``w_k = d_b^k b``, ``(d_b g)(t) = sum_{one-edge cuts} b(pruned)
+    g(rest)``.  Loops over the cuts outside and the powers inside: ``w_{k-1}(rest)`` is zero
+    for ``k > |rest|``, so each cut touches only the ``|rest|`` stored values of its rest."""
+    vals = [zero] * (n - 1)
+    for pruned, rest, m in T.single_cuts(t):
+        bp = b.get(pruned)
+        if not bp:
+            continue
+        wr = W.get(rest)
+        if wr is None:
+            continue
+        if m != 1:
+            bp = bp * mult[m]
+        for k, x in enumerate(wr):
+            if x:
+                vals[k] += bp * x
     return vals
+
+
+def _lie_solve(a: BSeries, b: dict[int, object], sign: int,
+               progress: Callable[[int], None] | None = None) -> dict[int, object]:
+    """The Lie-series recursion shared by :func:`modified_field` (``sign = -1``: ``b(t) =
+    a(t) - sum_{j>=2} w_{j-1}(t)/j!``, ``b`` filled in) and :func:`flow_of_field`
+    (``sign = +1``: returns ``a(t) = b(t) + sum_{j>=2} w_{j-1}(t)/j!``, ``b`` given).
+
+    Data layout: per tree one list of its Lie powers (``W[t]``, ints of the shared tree
+    table as keys), trailing zeros dropped, so the inner loop is a plain list walk.
+    """
+    dom = a.domain
+    zero = dom.zero
+    inv_fact = [dom.one / dom.convert(math.factorial(j)) for j in range(a.max_order + 2)]
+    mult = [dom.convert(m) for m in range(a.max_order + 1)]
+    W: dict[int, list] = {}
+    out: dict[int, object] = {}
+    current = 0
+    solve = sign < 0
+    for t in a.trees():
+        n = T.order(t)
+        if progress is not None and n != current:
+            current = n
+            progress(n)
+        vals = _lie_series(b, t, n, W, zero, mult)
+        v = a.coeffs.get(t, zero) if solve else b.get(t, zero)
+        for k, x in enumerate(vals, start=2):
+            if x:
+                v = v - inv_fact[k] * x if solve else v + inv_fact[k] * x
+        if solve:
+            if v:
+                b[t] = v
+            head = b.get(t, zero)
+        else:
+            if v:
+                out[t] = v
+            head = b.get(t, zero)
+        row = [head, *vals]
+        while row and not row[-1]:
+            row.pop()
+        if row:
+            W[t] = row
+    return b if solve else out
 
 
 def modified_field(a: BSeries, max_trees: int | None = None,
@@ -240,43 +285,15 @@ def modified_field(a: BSeries, max_trees: int | None = None,
     if a.empty != a.domain.one:
         raise ValueError("the modified equation needs a consistent one-step map (a(empty)=1)")
     check_size(a.max_order, a.ncolors, max_trees)
-    dom = a.domain
-    inv_fact = [dom.one / dom.convert(math.factorial(j)) for j in range(a.max_order + 2)]
-    b = BSeries(dom, a.ncolors, a.max_order, dom.zero, {})
-    # w[k][t] = (d_b^k b)(t); w[0] = b.
-    w: list[dict[int, object]] = [b.coeffs] + [dict() for _ in range(a.max_order)]
-    current = 0
-    for t in a.trees():
-        n = T.order(t)
-        if progress is not None and n != current:
-            current = n
-            progress(n)
-        vals = _lie_powers(b, t, w, dom)
-        v = a[t]
-        for k, x in enumerate(vals, start=1):
-            if x:
-                w[k][t] = x
-                v -= inv_fact[k + 1] * x
-        if v:
-            b.coeffs[t] = v
-    return b
+    coeffs = _lie_solve(a, {}, -1, progress)
+    return BSeries(a.domain, a.ncolors, a.max_order, a.domain.zero, coeffs)
 
 
 def flow_of_field(b: BSeries) -> BSeries:
     """``exp``: the series of the exact time-h flow of the field series ``b``."""
-    dom = b.domain
-    inv_fact = [dom.one / dom.convert(math.factorial(j)) for j in range(b.max_order + 2)]
-    w: list[dict[int, object]] = [b.coeffs] + [dict() for _ in range(b.max_order)]
-    out = {}
-    for t in b.trees():
-        v = b[t]
-        for k, x in enumerate(_lie_powers(b, t, w, dom), start=1):
-            if x:
-                w[k][t] = x
-                v += inv_fact[k + 1] * x
-        if v:
-            out[t] = v
-    return BSeries(dom, b.ncolors, b.max_order, dom.one, out)
+    shell = BSeries(b.domain, b.ncolors, b.max_order, b.domain.one, {})
+    out = _lie_solve(shell, dict(b.coeffs), +1)
+    return BSeries(b.domain, b.ncolors, b.max_order, b.domain.one, out)
 
 
 # --------------------------------------------------------------------------- substitution

@@ -19,7 +19,6 @@ Quantities (Hairer, Lubich, Wanner, *Geometric Numerical Integration*, ch. III.1
 
 from __future__ import annotations
 
-import math
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -43,15 +42,21 @@ def intern(color: int, children: Sequence[int] = ()) -> int:
     tid = len(_KEYS)
     _KEYS.append(key)
     _IDS[key] = tid
-    _ORDER.append(1 + sum(_ORDER[c] for c in ch))
+    order_ = 1
+    gam = 1
     sig = 1
-    gam = _ORDER[tid]
-    for c, m in Counter(ch).items():
-        sig *= math.factorial(m) * _SIGMA[c] ** m
-    for c in ch:
-        gam *= _GAMMA[c]
+    run = 0
+    prev = -1
+    for u in ch:   # sorted: equal children are adjacent runs (sigma's m_i!)
+        order_ += _ORDER[u]
+        gam *= _GAMMA[u]
+        sig *= _SIGMA[u]
+        run = run + 1 if u == prev else 1
+        sig *= run
+        prev = u
+    _ORDER.append(order_)
     _SIGMA.append(sig)
-    _GAMMA.append(gam)
+    _GAMMA.append(gam * order_)
     return tid
 
 
@@ -190,19 +195,29 @@ def single_cuts(t: int) -> tuple[tuple[int, int, int], ...]:
     if got is not None:
         return got
     c, ch = _KEYS[t]
-    acc: Counter[tuple[int, int]] = Counter()
-    counts = Counter(ch)
-    for child, m in counts.items():
-        others = list(ch)
-        others.remove(child)
-        # cut the edge root--child
-        acc[(child, intern(c, others))] += m
-        # cut an edge inside the child
-        for pruned, rest, k in single_cuts(child):
-            acc[(pruned, intern(c, others + [rest]))] += m * k
+    acc: dict[tuple[int, int], int] = {}
+    prev = -1
+    for i, child in enumerate(ch):
+        if child == prev:   # children are sorted: a repeated child is adjacent
+            continue
+        prev = child
+        m = ch.count(child)
+        others = ch[:i] + ch[i + 1:]          # still sorted
+        k0 = (child, _intern_sorted(c, others))
+        acc[k0] = acc.get(k0, 0) + m      # cut the edge root--child
+        for pruned, rest, k in single_cuts(child):   # cut an edge inside the child
+            j = bisect_left(others, rest)
+            k1 = (pruned, _intern_sorted(c, others[:j] + (rest,) + others[j:]))
+            acc[k1] = acc.get(k1, 0) + m * k
     out = tuple((p, r, m) for (p, r), m in acc.items())
     _CUTS[t] = out
     return out
+
+
+def _intern_sorted(color: int, children: tuple[int, ...]) -> int:
+    """:func:`intern` for an already sorted tuple of child ids (no sort, one lookup)."""
+    tid = _IDS.get((color, children))
+    return intern(color, children) if tid is None else tid
 
 
 _SUBTREES: dict[int, tuple[tuple[int, tuple[int, ...], int], ...]] = {}
@@ -270,9 +285,33 @@ def rootings(t: int) -> tuple[int, ...]:
     """The rooted tree obtained from ``t``'s free tree by rooting at each vertex.
 
     One entry per labelled vertex (so isomorphic rootings repeat); entry 0 is ``t``.
+    Rerooting in one pass (O(|t|) interns, not O(|t|^2)): moving the root from ``u`` to
+    its child ``v`` makes ``up(v) = [siblings of v, up(u)]_{color(u)}`` a new child of
+    ``v``, so the tree rooted at ``v`` is ``[children of v, up(v)]_{color(v)}``.
     """
-    colors, adj = _adjacency(t)
-    return tuple(_rooted_at(colors, adj, v) for v in range(len(colors)))
+    out: list[int] = []
+
+    def walk(u: int, up: int | None) -> None:
+        c, ch = _KEYS[u]
+        out.append(u if up is None else _insert_child(c, ch, up))
+        prev = up_v = -1
+        for i, v in enumerate(ch):
+            if v == prev:
+                # an identical sibling has the same up-tree
+                walk(v, up_v)
+                continue
+            prev = v
+            others = ch[:i] + ch[i + 1:]
+            up_v = _intern_sorted(c, others) if up is None else _insert_child(c, others, up)
+            walk(v, up_v)
+
+    walk(t, None)
+    return tuple(out)
+
+
+def _insert_child(c: int, sorted_children: tuple[int, ...], extra: int) -> int:
+    j = bisect_left(sorted_children, extra)
+    return _intern_sorted(c, sorted_children[:j] + (extra,) + sorted_children[j:])
 
 
 @cache

@@ -74,20 +74,24 @@ class AdditiveRungeKutta(Method):
         A = [[[S.to_domain(dom, x) for x in row] for row in Ac] for Ac in self.A]
         b = [[S.to_domain(dom, x) for x in bc] for bc in self.b]
         s = self.stages
-        phi: dict[int, list] = {}   # stage products prod_children psi_j(child)
-        psi: dict[int, list] = {}
+        # the non-zero entries only (SGD over batches, games: one column per color)
+        A_nz = [[[(j, x) for j, x in enumerate(row) if x] for row in Ac] for Ac in A]
+        b_nz = [[(i, x) for i, x in enumerate(bc) if x] for bc in b]
+        one, zero = dom.one, dom.zero
+        leaf_prod = [one] * s
+        psi: dict[int, list] = {}   # psi_i(t) = sum_j A_ij prod_children psi_j(child)
         out = {}
         for t in T.trees_up_to(max_order, self.ncolors):
             c, ch = T.key(t)
-            prod = [dom.one] * s
-            for u in ch:
-                pu = psi[u]
-                prod = [x * y for x, y in zip(prod, pu, strict=True)]
-            phi[t] = prod
-            Ac = A[c]
-            psi[t] = [sum((Ac[i][j] * prod[j] for j in range(s) if Ac[i][j]), dom.zero)
-                      for i in range(s)]
-            v = sum((b[c][i] * prod[i] for i in range(s) if b[c][i]), dom.zero)
+            if ch:
+                prod = psi[ch[0]]
+                for u in ch[1:]:
+                    prod = [x * y for x, y in zip(prod, psi[u], strict=True)]
+            else:
+                prod = leaf_prod
+            psi[t] = [sum([x * prod[j] for j, x in row], zero) if row else zero
+                      for row in A_nz[c]]
+            v = sum([x * prod[i] for i, x in b_nz[c]], zero)
             if v:
                 out[t] = v
         return S.BSeries(dom, self.ncolors, max_order, dom.one, out)
