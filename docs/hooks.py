@@ -8,7 +8,11 @@
 * ``{{ cli }}``: the ``--help`` text of every ``bea`` sub-command.
 * ``{{ gallery }}``: every ``bea reproduce`` experiment with its command and, where
   ``docs/gallery/<name>/`` holds them, its figures and report.
-* The notebooks in ``notebooks/`` are added to the site under ``notebooks/``.
+* The notebooks in ``notebooks/`` are added to the site under ``notebooks/``; when they
+  are executed (``BEA_DOCS_EXECUTE=true``) matplotlib's inline backend is used (an
+  inherited ``MPLBACKEND=Agg`` would leave them without figures) and the figure files they
+  save go to a temporary ``BEA_FIGURES_DIR`` unless one is set, so a build never dirties
+  ``notebooks/figures/``.
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ from __future__ import annotations
 import importlib
 import inspect
 import io
+import os
 import re
+import tempfile
 from collections.abc import Callable
 from contextlib import redirect_stdout
 from pathlib import Path
@@ -206,3 +212,13 @@ def on_files(files, config):  # noqa: ANN001
         files.append(File(f"notebooks/{nb.name}", str(ROOT), config["site_dir"],
                           config["use_directory_urls"]))
     return files
+
+
+def on_config(config):  # noqa: ANN001
+    jupyter = config["plugins"].get("mkdocs-jupyter")
+    if jupyter is not None and jupyter.config.get("execute"):
+        # the kernels inherit this process's environment
+        os.environ.pop("MPLBACKEND", None)
+        if not os.environ.get("BEA_FIGURES_DIR"):
+            os.environ["BEA_FIGURES_DIR"] = tempfile.mkdtemp(prefix="bea-docs-figures-")
+    return config

@@ -120,11 +120,12 @@ def test_docs_and_readme_python_blocks_run_as_written(tmp_path):
 def _build(site: Path, execute: bool) -> None:
     pytest.importorskip("mkdocs")
     pytest.importorskip("mkdocstrings")
-    # executed notebooks need matplotlib's inline backend (Agg would show no figures);
-    # their saved figure files go to a temporary folder, not into notebooks/
-    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
-    env.update(BEA_DOCS_EXECUTE="true" if execute else "false", NO_MKDOCS_2_WARNING="1",
-               BEA_FIGURES_DIR=str(site.parent / "figures"))
+    # MPLBACKEND=Agg as in CI: docs/hooks.py must drop it for the executed notebooks
+    # (Agg would leave them without inline figures); their saved figure files go to a
+    # temporary folder, not into notebooks/
+    env = {**os.environ, "MPLBACKEND": "Agg", "NO_MKDOCS_2_WARNING": "1",
+           "BEA_DOCS_EXECUTE": "true" if execute else "false",
+           "BEA_FIGURES_DIR": str(site.parent / "figures")}
     r = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(site)],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
     assert r.returncode == 0, r.stderr[-6000:]
@@ -141,19 +142,29 @@ def test_site_builds_strictly(tmp_path):
     assert "arithmatex" in (site / "index.html").read_text()
 
 
+_BROWSER_SETUP = ("Browser test setup (Debian): apt-get install -y chromium nodejs npm && "
+                  ".venv/bin/pip install -e '.[dev]' (includes playwright; no "
+                  "'playwright install' needed, Debian's /usr/bin/chromium is used; npm "
+                  "fetches mathjax@3 from its registry)")
+
+# every <img> of the page that shows a real PNG (a notebook's inline output is a data URI)
+_SHOWN_PNGS = """() => Array.from(document.images).filter(i => i.complete && i.naturalWidth > 50
+    && i.src.startsWith('data:image/png')).length"""
+
+
 @pytest.mark.slow
 def test_site_renders_in_a_browser(tmp_path):
     """Headless Chromium (Debian's) through playwright; MathJax is served from npm's copy
     (the machine is offline) by routing the page's CDN request to it."""
-    sync_api = pytest.importorskip("playwright.sync_api")
+    sync_api = pytest.importorskip("playwright.sync_api", reason=_BROWSER_SETUP)
     chromium = "/usr/bin/chromium"
     if not Path(chromium).exists():
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+        pytest.skip(f"{chromium} is missing. {_BROWSER_SETUP}")
     mathjax = tmp_path / "mj"
     r = subprocess.run(["npm", "pack", "mathjax@3", "--pack-destination", str(tmp_path)],
                        capture_output=True, text=True, cwd=tmp_path)
     if r.returncode:
-        pytest.skip(f"npm could not fetch mathjax: {r.stderr[-300:]}")
+        pytest.skip(f"npm could not fetch mathjax ({r.stderr[-300:]}). {_BROWSER_SETUP}")
     import tarfile
 
     with tarfile.open(next(tmp_path.glob("mathjax-*.tgz"))) as tar:
@@ -189,9 +200,15 @@ def test_site_renders_in_a_browser(tmp_path):
                                        ("/notebooks/implicit_regularisation/", True)):
                 page.goto(base + path)
                 page.wait_for_selector("mjx-container", timeout=60_000)
+                # MathJax typesets asynchronously: wait for its promise, then count
+                page.evaluate("() => MathJax.startup.promise")
                 assert page.locator("mjx-container").count() > 0, path
+                assert page.locator("mjx-merror").count() == 0, f"{path}: TeX errors"
+                assert page.locator(".arithmatex:not(:has(mjx-container))").count() == 0, \
+                    f"{path}: equations left untypeset"
                 if needs_figure:
-                    assert page.locator("img").count() > 0, path
+                    assert page.evaluate(_SHOWN_PNGS) > 0, f"{path}: no figure shown"
+                    page.screenshot(path=str(tmp_path / "notebook.png"), full_page=True)
             page.goto(base + "/")
             page.screenshot(path=str(tmp_path / "home.png"))
             browser.close()
