@@ -8,7 +8,11 @@
 * ``{{ cli }}``: the ``--help`` text of every ``bea`` sub-command.
 * ``{{ gallery }}``: every ``bea reproduce`` experiment with its command and, where
   ``docs/gallery/<name>/`` holds them, its figures and report.
-* The notebooks in ``notebooks/`` are added to the site under ``notebooks/``.
+* The notebooks in ``notebooks/`` are added to the site under ``notebooks/``; when they
+  are executed (``BEA_DOCS_EXECUTE=true``) matplotlib's inline backend is used (an
+  inherited ``MPLBACKEND=Agg`` would leave them without figures) and the figure files they
+  save go to a temporary ``BEA_FIGURES_DIR`` unless one is set, so a build never dirties
+  ``notebooks/figures/``.
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ from __future__ import annotations
 import importlib
 import inspect
 import io
+import os
 import re
+import tempfile
 from collections.abc import Callable
 from contextlib import redirect_stdout
 from pathlib import Path
@@ -152,20 +158,38 @@ def _format_parser(parser: object, argparse: object) -> str:  # pragma: no cover
     return _cli_by_help()
 
 
+def gallery_entry(name: str, summary: str, folder: Path) -> str:
+    """One experiment on the gallery page: its command, then the figures and the report
+    (table and conclusion) that ``docs/build_gallery.py`` copied into ``folder``, or a
+    note saying how to build them."""
+    import json
+
+    parts = [f"## {name}\n\n{summary}.\n\n```bash\nbea reproduce {name} --out "
+             f"bea-figures/{name}\n```\n"]
+    pngs = sorted(folder.glob("*.png")) if folder.is_dir() else []
+    report = folder / "report.txt"
+    if not pngs or not report.is_file():
+        parts.append(f'!!! note "Not built yet"\n    Its figure and table are not in the '
+                     f"gallery yet: run `python docs/build_gallery.py {name}` (or "
+                     f"`bea reproduce {name}` to see them locally).\n")
+        return "\n".join(parts)
+    for png in pngs:
+        parts.append(f"![{name}: {png.stem}](gallery/{name}/{png.name})\n")
+    meta_file = folder / "meta.json"
+    meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+    made = "Printed by the command"
+    if meta.get("seconds") is not None:
+        made += (f" (default size, {meta['seconds']:.0f} s on 2 loaded CPU cores, commit "
+                 f"`{meta.get('commit', '?')}`, {meta.get('date', '?')})")
+    parts.append(f"{made}:\n\n```text\n{report.read_text().rstrip()}\n```\n")
+    return "\n".join(parts)
+
+
 def gallery_block() -> str:
     from bea.experiments import available_experiments
 
-    parts = []
-    for name, e in sorted(available_experiments().items()):
-        parts.append(f"## {name}\n\n{e.summary}.\n\n```bash\nbea reproduce {name} --out "
-                     f"bea-figures/{name}\n```\n")
-        folder = GALLERY / name
-        for png in sorted(folder.glob("*.png")) if folder.is_dir() else []:
-            parts.append(f"![{name}: {png.stem}](gallery/{name}/{png.name})\n")
-        report = folder / "report.txt"
-        if report.is_file():
-            parts.append("```text\n" + report.read_text() + "\n```\n")
-    return "\n".join(parts)
+    return "\n".join(gallery_entry(name, e.summary, GALLERY / name)
+                     for name, e in sorted(available_experiments().items()))
 
 
 def readme_section(heading: str) -> str:
@@ -206,3 +230,13 @@ def on_files(files, config):  # noqa: ANN001
         files.append(File(f"notebooks/{nb.name}", str(ROOT), config["site_dir"],
                           config["use_directory_urls"]))
     return files
+
+
+def on_config(config):  # noqa: ANN001
+    jupyter = config["plugins"].get("mkdocs-jupyter")
+    if jupyter is not None and jupyter.config.get("execute"):
+        # the kernels inherit this process's environment
+        os.environ.pop("MPLBACKEND", None)
+        if not os.environ.get("BEA_FIGURES_DIR"):
+            os.environ["BEA_FIGURES_DIR"] = tempfile.mkdtemp(prefix="bea-docs-figures-")
+    return config

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import io
 import os
 import re
 import subprocess
@@ -35,27 +36,69 @@ def _public(pkg_name: str) -> list[str]:
     return list(importlib.import_module(pkg_name).__all__)
 
 
-@pytest.mark.parametrize("pkg_name", PACKAGES)
-def test_every_public_name_is_in_the_api_reference_with_a_docstring(pkg_name):
-    griffe = pytest.importorskip("griffe")
+class _Griffe:
+    """griffe's view of the packages (what mkdocstrings renders), each top-level package
+    loaded once for all the names checked (a load per name took ~30 s per package)."""
+
+    def __init__(self, search_paths: list[str]) -> None:
+        griffe = pytest.importorskip("griffe")
+        self._loader = griffe.GriffeLoader(search_paths=search_paths)
+        self._tops: dict[str, object] = {}
+
+    def docstring(self, path: str) -> str:
+        top, *parts = path.split(".")
+        if top not in self._tops:
+            self._tops[top] = self._loader.load(top)
+        obj = self._tops[top]
+        for part in parts:
+            obj = obj[part]
+        return obj.docstring.value if obj.docstring else ""
+
+
+def docstring_problems(pkg_name: str, griffe_view: _Griffe) -> tuple[list[str], list[str]]:
+    """``(missing, bare)``: the public names of ``pkg_name`` with no docstring, and those
+    (modules excepted) whose docstring has neither maths nor an example.  Also checks that
+    the API page lists each name."""
     block = hooks.api_block(pkg_name)
-    loader = griffe.GriffeLoader(search_paths=[str(ROOT)])
+    pkg = importlib.import_module(pkg_name)
     missing, bare = [], []
     for name in _public(pkg_name):
         path = hooks.canonical_path(pkg_name, name)
         assert f"::: {path}" in block, (name, path)
-        top = path.split(".")[0]
-        obj = loader.load(top)
-        for part in path.split(".")[1:]:
-            obj = obj[part]
-        doc = obj.docstring.value if obj.docstring else ""
+        doc = griffe_view.docstring(path)
         if not doc.strip():
             missing.append(path)
-        elif not inspect.ismodule(getattr(importlib.import_module(pkg_name), name)) \
-                and not _MATHS_OR_EXAMPLE.search(doc):
+        elif not inspect.ismodule(getattr(pkg, name)) and not _MATHS_OR_EXAMPLE.search(doc):
             bare.append(path)
+    return missing, bare
+
+
+@pytest.fixture(scope="module")
+def griffe_view():
+    return _Griffe([str(ROOT)])
+
+
+@pytest.mark.parametrize("pkg_name", PACKAGES)
+def test_every_public_name_is_in_the_api_reference_with_a_docstring(pkg_name, griffe_view):
+    assert _public(pkg_name), pkg_name
+    missing, bare = docstring_problems(pkg_name, griffe_view)
     assert not missing, f"public names without a docstring: {missing}"
     assert not bare, f"docstrings with neither maths nor an example: {bare}"
+
+
+def test_the_docstring_check_catches_a_missing_or_bare_docstring(tmp_path, monkeypatch):
+    pkg = tmp_path / "docfixture_pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text(
+        '"""A package."""\n__all__ = ["good", "example", "bare", "none"]\n\n\n'
+        'def good(x):\n    """The square, ``y = x^2``."""\n\n\n'
+        'def example(x):\n    """Twice x::\n\n        example(1)  # 2\n    """\n\n\n'
+        'def bare(x):\n    """Does a thing."""\n\n\n'
+        'def none(x):\n    return x\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    missing, bare = docstring_problems("docfixture_pkg", _Griffe([str(tmp_path)]))
+    assert missing == ["docfixture_pkg.none"]
+    assert bare == ["docfixture_pkg.bare"]
 
 
 def test_equations_come_from_the_engine():
@@ -85,46 +128,68 @@ def _python_blocks(text: str) -> list[str]:
     return re.findall(r"^```python\n(.*?)^```", text, flags=re.S | re.M)
 
 
-def test_docs_and_readme_python_blocks_run_as_written(tmp_path):
+def _code_pages() -> dict[str, list[str]]:
+    """``{page: [block, ...]}``: each docs page with its python blocks (run in sequence in
+    one namespace, like a tutorial), and each README block on its own page ``README.md#i``
+    (a reader may copy any one of them)."""
     pages = {p.relative_to(DOCS).as_posix(): _python_blocks(p.read_text())
              for p in sorted(DOCS.rglob("*.md"))}
-    # the README too: each of its blocks on its own (a reader may copy any one of them)
     for i, block in enumerate(_python_blocks((ROOT / "README.md").read_text())):
         pages[f"README.md#{i}"] = [block]
-    pages = {k: v for k, v in pages.items() if v}
-    assert "getting-started.md" in pages
-    # one interpreter for all pages (one JAX start-up), a fresh namespace per page; the
-    # code is the repository's own documentation, run from a temporary folder
-    runner = (
-        "import json, sys, traceback\n"
-        "pages = json.loads(sys.stdin.read())\n"
-        "failed = []\n"
-        "for name, blocks in pages.items():\n"
-        "    ns = {'__name__': '__main__'}\n"
-        "    for i, code in enumerate(blocks):\n"
-        "        try:\n"
-        "            exec(compile(code, f'{name}[{i}]', 'exec'), ns)\n"
-        "        except Exception:\n"
-        "            failed.append(f'{name} block {i}:\\n' + traceback.format_exc())\n"
-        "            break\n"
-        "print('\\n'.join(failed) or 'ALL OK')\n"
-        "sys.exit(1 if failed else 0)\n")
-    import json
+    return {k: v for k, v in pages.items() if v}
 
-    env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONPATH": str(ROOT)}
-    r = subprocess.run([sys.executable, "-c", runner], input=json.dumps(pages), text=True,
-                       capture_output=True, cwd=tmp_path, env=env, timeout=600)
-    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
+
+_CODE_PAGES = _code_pages()
+# pages whose blocks take longer than the fast budget (10 s) on 2 loaded cores, with what
+# costs the time (measured with --durations; tracing verify's all-orders kernel dominates)
+_SLOW_PAGES = {
+    "README.md#2": "verify(heavy_ball, orders 0-3): 62 s wall (loaded machine)",
+    "getting-started.md": "verify(gd, orders 0-2): 49 s wall",
+    "README.md#4": "limiting_flow + a 64-run ensemble: 46 s wall",
+}
+
+
+def test_every_page_with_code_is_run():
+    assert "getting-started.md" in _CODE_PAGES
+    assert set(_SLOW_PAGES) <= set(_CODE_PAGES), set(_SLOW_PAGES) - set(_CODE_PAGES)
+
+
+@pytest.mark.parametrize("page", [
+    pytest.param(name, marks=[pytest.mark.slow] if name in _SLOW_PAGES else [])
+    for name in _CODE_PAGES])
+def test_docs_and_readme_python_blocks_run_as_written(page, tmp_path, monkeypatch):
+    """The page's blocks in order, in this interpreter (JAX and bea imported once for
+    all pages), in a fresh namespace per page, from a temporary folder (files a block
+    writes land there); a failure names the page and block and shows its source line."""
+    import linecache
+    import traceback
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    ns = {"__name__": "__main__"}
+    try:
+        for i, code in enumerate(_CODE_PAGES[page]):
+            filename = f"<{page} block {i}>"
+            linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
+            try:
+                exec(compile(code, filename, "exec"), ns)  # noqa: S102 - the repo's own docs
+            except Exception:
+                pytest.fail(f"{page} block {i} failed:\n{traceback.format_exc()}",
+                            pytrace=False)
+    finally:
+        if "matplotlib.pyplot" in sys.modules:
+            sys.modules["matplotlib.pyplot"].close("all")
 
 
 def _build(site: Path, execute: bool) -> None:
     pytest.importorskip("mkdocs")
     pytest.importorskip("mkdocstrings")
-    # executed notebooks need matplotlib's inline backend (Agg would show no figures);
-    # their saved figure files go to a temporary folder, not into notebooks/
-    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
-    env.update(BEA_DOCS_EXECUTE="true" if execute else "false", NO_MKDOCS_2_WARNING="1",
-               BEA_FIGURES_DIR=str(site.parent / "figures"))
+    # MPLBACKEND=Agg as in CI: docs/hooks.py must drop it for the executed notebooks
+    # (Agg would leave them without inline figures); their saved figure files go to a
+    # temporary folder, not into notebooks/
+    env = {**os.environ, "MPLBACKEND": "Agg", "NO_MKDOCS_2_WARNING": "1",
+           "BEA_DOCS_EXECUTE": "true" if execute else "false",
+           "BEA_FIGURES_DIR": str(site.parent / "figures")}
     r = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(site)],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
     assert r.returncode == 0, r.stderr[-6000:]
@@ -141,19 +206,29 @@ def test_site_builds_strictly(tmp_path):
     assert "arithmatex" in (site / "index.html").read_text()
 
 
+_BROWSER_SETUP = ("Browser test setup (Debian): apt-get install -y chromium nodejs npm && "
+                  ".venv/bin/pip install -e '.[dev]' (includes playwright; no "
+                  "'playwright install' needed, Debian's /usr/bin/chromium is used; npm "
+                  "fetches mathjax@3 from its registry)")
+
+# every <img> of the page that shows a real PNG (a notebook's inline output is a data URI)
+_SHOWN_PNGS = """() => Array.from(document.images).filter(i => i.complete && i.naturalWidth > 50
+    && i.src.startsWith('data:image/png')).length"""
+
+
 @pytest.mark.slow
 def test_site_renders_in_a_browser(tmp_path):
     """Headless Chromium (Debian's) through playwright; MathJax is served from npm's copy
     (the machine is offline) by routing the page's CDN request to it."""
-    sync_api = pytest.importorskip("playwright.sync_api")
+    sync_api = pytest.importorskip("playwright.sync_api", reason=_BROWSER_SETUP)
     chromium = "/usr/bin/chromium"
     if not Path(chromium).exists():
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+        pytest.skip(f"{chromium} is missing. {_BROWSER_SETUP}")
     mathjax = tmp_path / "mj"
     r = subprocess.run(["npm", "pack", "mathjax@3", "--pack-destination", str(tmp_path)],
                        capture_output=True, text=True, cwd=tmp_path)
     if r.returncode:
-        pytest.skip(f"npm could not fetch mathjax: {r.stderr[-300:]}")
+        pytest.skip(f"npm could not fetch mathjax ({r.stderr[-300:]}). {_BROWSER_SETUP}")
     import tarfile
 
     with tarfile.open(next(tmp_path.glob("mathjax-*.tgz"))) as tar:
@@ -189,11 +264,55 @@ def test_site_renders_in_a_browser(tmp_path):
                                        ("/notebooks/implicit_regularisation/", True)):
                 page.goto(base + path)
                 page.wait_for_selector("mjx-container", timeout=60_000)
+                # MathJax typesets asynchronously: wait for its promise, then count
+                page.evaluate("() => MathJax.startup.promise")
                 assert page.locator("mjx-container").count() > 0, path
+                assert page.locator("mjx-merror").count() == 0, f"{path}: TeX errors"
+                assert page.locator(".arithmatex:not(:has(mjx-container))").count() == 0, \
+                    f"{path}: equations left untypeset"
                 if needs_figure:
-                    assert page.locator("img").count() > 0, path
+                    assert page.evaluate(_SHOWN_PNGS) > 0, f"{path}: no figure shown"
+                    page.screenshot(path=str(tmp_path / "notebook.png"), full_page=True)
             page.goto(base + "/")
             page.screenshot(path=str(tmp_path / "home.png"))
             browser.close()
     finally:
         server.shutdown()
+
+
+def test_gallery_shows_every_experiment_with_its_command_figure_and_table(tmp_path):
+    from bea.experiments import available_experiments
+
+    page = hooks.gallery_block()
+    for name in available_experiments():
+        assert f"## {name}\n" in page and f"bea reproduce {name} --out" in page, name
+        folder = hooks.GALLERY / name
+        if any(folder.glob("*.png")):
+            for png in folder.glob("*.png"):
+                assert f"(gallery/{name}/{png.name})" in page, png
+            assert (folder / "report.txt").read_text().strip()[:40] in page, name
+        else:
+            assert f"python docs/build_gallery.py {name}`" in page, name
+    # an experiment not built yet gets a note, not a broken image
+    entry = hooks.gallery_entry("eos", "edge of stability", tmp_path / "eos")
+    assert '!!! note "Not built yet"' in entry and "docs/build_gallery.py eos" in entry
+    assert "![" not in entry
+    # the committed figures stay small
+    total = sum(f.stat().st_size for f in hooks.GALLERY.rglob("*") if f.is_file())
+    assert total < 3 * 2**20, f"docs/gallery/ is {total / 2**20:.1f} MB (limit 3 MB)"
+
+
+def test_gallery_figures_are_shrunk(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    build_gallery = importlib.import_module("build_gallery")
+    fig = plt.figure(figsize=(20, 5), dpi=100)    # 2000 x 500 pixels
+    fig.savefig(tmp_path / "wide.png")
+    plt.close(fig)
+    from PIL import Image
+
+    with Image.open(io.BytesIO(build_gallery.shrink_png(tmp_path / "wide.png"))) as im:
+        assert im.size == (build_gallery.MAX_WIDTH, round(500 * build_gallery.MAX_WIDTH / 2000))
