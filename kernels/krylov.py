@@ -56,10 +56,17 @@ def lanczos_eigh(matvec: Callable[[jax.Array], jax.Array], v0: jax.Array,
         w = project(basis, project(basis, w))
         beta = jnp.linalg.norm(w)
         breakdown = beta <= tol * jnp.maximum(jnp.linalg.norm(aq), jnp.finfo(dtype).tiny)
-        lev = jnp.sum(basis * basis, axis=0)
-        fresh = project(basis, project(basis, jax.nn.one_hot(jnp.argmin(lev), d, dtype=dtype)))
-        fresh = fresh / jnp.linalg.norm(fresh)
-        q_next = jnp.where(breakdown, fresh, w / jnp.where(breakdown, 1.0, beta))
+
+        def restart(_):
+            # only on breakdown (lax.cond): the leverage scores and two more projections
+            # cost ~3 passes over the m x d basis, more than the step itself at d ~ 1e6
+            lev = jnp.sum(basis * basis, axis=0)
+            e = jax.nn.one_hot(jnp.argmin(lev), d, dtype=dtype)
+            fresh = project(basis, project(basis, e))
+            return fresh / jnp.linalg.norm(fresh)
+
+        q_next = jax.lax.cond(breakdown, restart,
+                              lambda _: w / jnp.where(breakdown, 1.0, beta), None)
         beta = jnp.where(breakdown, 0.0, beta)
         return basis, alphas.at[j].set(alpha), betas.at[j].set(beta), q_next, q, beta
 
