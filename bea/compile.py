@@ -86,7 +86,8 @@ class TreeSums:
         """How many nodes (a prefix of ``dag.nodes``) the rows of powers ``<= up_to`` use."""
         if up_to is None:
             return len(self.dag.nodes)
-        return max([n for n, p in zip(self._prefix, self.powers, strict=True) if p <= up_to], default=0)
+        pairs = zip(self._prefix, self.powers, strict=True)
+        return max([n for n, p in pairs if p <= up_to], default=0)
 
     def values(self, params: Any, *, losses: Sequence[Callable] | None = None,
                fields: Sequence[Callable] | None = None, up_to: int | None = None
