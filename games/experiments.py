@@ -266,8 +266,9 @@ def _reproducer(name: str) -> Any:
         else:
             from .mog import mog_experiment
 
-            res = mog_experiment(out=out, large=large, progress=progress, resume=resume)
-            return f"{res['table']}\n\neffect: {res['effect']}"
+            res = mog_experiment(out=out, large=large, progress=progress, resume=resume,
+                                 verbose=False)
+            return res["report"]  # table and conclusion; the numbers are in mog_gan.json
         return json.dumps(res, indent=1)
 
     return run

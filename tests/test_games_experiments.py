@@ -67,18 +67,99 @@ def test_local_error_slope_3_at_order_1(make, rates):
 def test_mog_gan_end_to_end_small(tmp_path, capsys):
     from games.mog import mog_experiment
 
-    r = mog_experiment(out=str(tmp_path), seeds=1, steps=50, progress=False, n_eval=200)
+    r = mog_experiment(out=str(tmp_path), seeds=1, steps=64, n_checks=4, n_last=2,
+                       progress=False, n_eval=200)
     assert len(r["rows"]) == 3 and r["effect"]
+    assert r["scored_checkpoints"] == [48, 64]
     assert (tmp_path / "mog_gan.json").exists() and (tmp_path / "mog_gan.png").exists()
-    assert "seed |" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    # the table and the conclusion are the last thing printed (no JSON after them)
+    assert "seed |" in out and out.rstrip().endswith(r["effect"].splitlines()[-1])
+
+
+def test_mog_gan_rejects_a_checkpoint_grid_that_does_not_divide_steps():
+    from games.mog import mog_experiment
+
+    with pytest.raises(ValueError, match="multiple of n_checks"):
+        mog_experiment(seeds=1, steps=50, n_checks=16, progress=False, verbose=False)
+
+
+def _claimed(effect: str) -> dict[str, str]:
+    """variant -> 'more' | 'fewer' | 'none', read off the printed conclusion."""
+    out = {}
+    for line in effect.splitlines():
+        name, rest = line.split(": ", 1)
+        out[name] = ("none" if rest.startswith("no significant difference")
+                     else rest.split()[0])
+    return out
+
+
+def _t_significant(a, b, level=0.05) -> bool:
+    """Independent oracle: scipy's paired t-test."""
+    import numpy as np
+    from scipy import stats
+
+    d = np.asarray(b, float) - np.asarray(a, float)
+    if np.all(d == d[0]):
+        return bool(d[0] != 0)
+    return bool(stats.ttest_rel(b, a).pvalue < level)
+
+
+def test_mog_conclusion_states_a_difference_only_when_significant():
+    import numpy as np
+    from scipy import stats
+
+    from games.mog import conclusion, paired_test
+
+    base = [2.0, 5.0, 3.0, 6.0, 4.0]
+    per_seed = {
+        "simultaneous GD": base,
+        "shifted": [b + 2.0 + e for b, e in zip(base, [0.1, -0.1, 0.0, 0.2, -0.2], strict=True)],
+        "noisy": [b + e for b, e in zip(base, [3.0, -2.0, 1.0, -3.0, 1.5], strict=True)],
+        "lower": [b - 1.0 for b in base],      # every seed one mode lower: sd of d = 0
+        "same": list(base),
+    }
+    text, tests = conclusion(per_seed)
+    claimed = _claimed(text)
+    assert claimed == {"shifted": "more", "noisy": "none", "lower": "fewer", "same": "none"}
+    for name, vals in per_seed.items():
+        if name == "simultaneous GD":
+            continue
+        assert tests[name]["significant"] == _t_significant(base, vals)
+        if name in ("shifted", "noisy"):
+            assert tests[name]["p"] == pytest.approx(stats.ttest_rel(vals, base).pvalue)
+        assert tests[name]["mean_diff"] == pytest.approx(np.mean(vals) - np.mean(base))
+    # the numbers are printed with the claim
+    assert "no significant difference" in text and "p = " in text and "over 5 seeds" in text
+    # a single seed never supports a claim
+    assert not paired_test([0.0], [8.0])["significant"]
 
 
 @pytest.mark.slow
-def test_mog_gan_default_size_runs(tmp_path):
-    from games.mog import mog_experiment
+def test_mog_gan_default_size_covers_modes_and_concludes_from_the_numbers(tmp_path):
+    """Defect 5 of issue 13: at the default size the baseline covered 0/8 modes and the
+    conclusion contradicted the means."""
+    import numpy as np
 
-    r = mog_experiment(out=str(tmp_path), progress=False)
-    assert len(r["rows"]) == 9
+    from games.mog import BASELINE, VARIANTS, mog_experiment
+
+    r = mog_experiment(out=str(tmp_path), progress=False, verbose=False)
+    assert len(r["rows"]) == 3 * r["seeds"] and r["seeds"] >= 5
+    assert all(row["finite"] for row in r["rows"])
+    assert r["summary"][BASELINE]["mean_modes"] >= 2
+    per_seed = {n: [x["modes"] for x in r["rows"] if x["variant"] == n] for n in VARIANTS}
+    for name, s in r["summary"].items():
+        assert s["mean_modes"] == pytest.approx(np.mean(per_seed[name]))
+        assert s["std_modes"] == pytest.approx(np.std(per_seed[name], ddof=1))
+    claimed = _claimed(r["effect"])
+    for name in VARIANTS:
+        if name == BASELINE:
+            continue
+        diff = np.mean(per_seed[name]) - np.mean(per_seed[BASELINE])
+        expect = ("none" if not _t_significant(per_seed[BASELINE], per_seed[name])
+                  else "more" if diff > 0 else "fewer")
+        assert claimed[name] == expect, r["report"]
+    assert r["report"].endswith(r["effect"])
 
 
 def test_stability_report_order1_predicts_instability():
@@ -94,15 +175,15 @@ def test_stability_report_order1_predicts_instability():
 def test_mog_gan_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     from games import mog
 
-    first = mog.mog_experiment(out=str(tmp_path), seeds=2, steps=20, progress=False,
-                               n_eval=100)
+    first = mog.mog_experiment(out=str(tmp_path), seeds=2, steps=20, n_checks=4, n_last=2,
+                               progress=False, n_eval=100)
     assert (tmp_path / "mog_gan.checkpoint.json").exists()
 
     def no_training(*a, **k):
         raise AssertionError("a finished run was trained again")
 
     monkeypatch.setattr(mog.runners, "run", no_training)
-    again = mog.mog_experiment(out=str(tmp_path), seeds=2, steps=20, progress=False,
-                               n_eval=100, resume=True)
+    again = mog.mog_experiment(out=str(tmp_path), seeds=2, steps=20, n_checks=4, n_last=2,
+                               progress=False, n_eval=100, resume=True)
     assert again["rows"] == first["rows"] and again["effect"] == first["effect"]
     assert "mean +- std" in again["table"]
