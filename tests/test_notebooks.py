@@ -32,6 +32,10 @@ def test_implicit_regularisation_notebook(tmp_path, monkeypatch):
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
                    for o in c.outputs)
     assert "doubled" in text and "skipped" in text
+    # issue 13 defect 9: the markdown once said the skipped counter "stays 0" while the
+    # printed counter of the diverging (cancelled) run was 511; the text must allow non-zero
+    prose = "".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert "stays 0 here" not in prose and "counted as skipped" in prose
 
 
 @pytest.mark.slow
