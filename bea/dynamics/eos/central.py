@@ -65,10 +65,11 @@ from kernels.krylov import lanczos_eigh
 from .sharpness import (
     DimensionError,
     EosInputError,
-    _check_chunks,
-    _check_loss,
-    _chunked,
-    _split,
+    check_chunks,
+    check_loss,
+    chunk_sum,
+    chunked,
+    split_params,
 )
 
 __all__ = ["CentralFlow", "central_flow", "nnls_small"]
@@ -125,24 +126,6 @@ def nnls_small(gram: jax.Array, lin: jax.Array, mask: jax.Array | None = None) -
     return y * dinv
 
 
-def _accumulate(fn: Callable, chunks: PyTree | None, scale: float) -> Callable:
-    """``w -> sum_chunks scale * fn(w, chunk)`` by a scan (one chunk in memory), or
-    ``fn(w, None)`` without data."""
-    if chunks is None:
-        return lambda *a: fn(*a, None)
-
-    def run(*args):
-        def body(acc, chunk):
-            out = fn(*args, chunk)
-            return jax.tree.map(lambda s, o: s + scale * o, acc, out), None
-
-        shape = jax.eval_shape(lambda: fn(*args, jax.tree.map(lambda c: c[0], chunks)))
-        zero = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shape)
-        return jax.lax.scan(body, zero, chunks)[0]
-
-    return run
-
-
 def central_flow(loss: Callable, params: PyTree, learning_rate: float, t1: float, *,
                  k: int = 1, data: PyTree | None = None, chunk_size: int | None = None,
                  dt: float | None = None, num_saves: int = 50, num_lanczos: int = 20,
@@ -170,19 +153,19 @@ def central_flow(loss: Callable, params: PyTree, learning_rate: float, t1: float
                             f"problem is solved by enumeration), got {k!r}")
     if num_saves < 1:
         raise EosInputError(f"num_saves must be >= 1, got {num_saves}")
-    diff, static = _split(params)
+    diff, static = split_params(params)
     flat0, unravel = ravel_pytree(diff)
     d = flat0.size
     if k > d:
         raise DimensionError(f"k={k} eigenvalues asked for, but the model has only {d} "
                              f"parameters; pass k <= {d}")
     if data is None:
-        _check_loss(loss, params, None, None)
+        check_loss(loss, params, None, None)
         chunks, scale = None, 1.0
     else:
-        n, c = _check_chunks(data, chunk_size)
-        _check_loss(loss, params, data, c)
-        chunks, scale = _chunked(data, n, c), c / n
+        n, c = check_chunks(data, chunk_size)
+        check_loss(loss, params, data, c)
+        chunks, scale = chunked(data, n, c), c / n
     m = min(max(int(num_lanczos), k), d)
     dt = eta / 2 if dt is None else float(dt)
     steps_per_save = max(1, int(-(-float(t1) // (dt * num_saves))))
@@ -194,10 +177,10 @@ def central_flow(loss: Callable, params: PyTree, learning_rate: float, t1: float
         p = eqx.combine(unravel(w), static)
         return loss(p) if chunk is None else loss(p, chunk)
 
-    value_grad = _accumulate(lambda w, ch: jax.value_and_grad(f)(w, ch), chunks, scale)
-    hvp = _accumulate(lambda w, v, ch: jax.jvp(lambda z: jax.grad(f)(z, ch), (w,), (v,))[1],
+    value_grad = chunk_sum(lambda w, ch: jax.value_and_grad(f)(w, ch), chunks, scale)
+    hvp = chunk_sum(lambda w, v, ch: jax.jvp(lambda z: jax.grad(f)(z, ch), (w,), (v,))[1],
                       chunks, scale)
-    quad_grad = _accumulate(
+    quad_grad = chunk_sum(
         lambda w, u, ch: jax.grad(lambda z: hessian_quadratic(lambda e: f(e, ch), z, u))(w),
         chunks, scale)
 

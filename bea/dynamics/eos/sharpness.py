@@ -70,7 +70,9 @@ class Sharpness(NamedTuple):
         return self.values[0]
 
 
-def _split(params: PyTree) -> tuple[PyTree, PyTree]:
+def split_params(params: PyTree) -> tuple[PyTree, PyTree]:
+    """``(arrays, static)``: the inexact-array part of ``params`` (what is differentiated)
+    and the rest (``eqx.partition``)."""
     return eqx.partition(params, eqx.is_inexact_array)
 
 
@@ -88,7 +90,9 @@ def _num_examples(data: PyTree) -> int:
     return sizes.pop()
 
 
-def _check_chunks(data: PyTree, chunk_size: int | None) -> tuple[int, int]:
+def check_chunks(data: PyTree, chunk_size: int | None) -> tuple[int, int]:
+    """``(n, c)``: examples in ``data`` and the chunk size (all of them by default);
+    :class:`ChunkingError` unless ``c`` divides ``n``."""
     n = _num_examples(data)
     c = n if chunk_size is None else int(chunk_size)
     if c < 1 or n % c:
@@ -100,7 +104,9 @@ def _check_chunks(data: PyTree, chunk_size: int | None) -> tuple[int, int]:
     return n, c
 
 
-def _check_loss(loss: Callable, params: PyTree, data: PyTree | None, c: int | None) -> None:
+def check_loss(loss: Callable, params: PyTree, data: PyTree | None, c: int | None) -> None:
+    """:class:`NonScalarLossError` unless ``loss`` (on a chunk of ``c`` examples when
+    ``data`` is given) returns a scalar; shape evaluation only."""
     if data is None:
         out = eqx.filter_eval_shape(loss, params)
     else:
@@ -112,36 +118,50 @@ def _check_loss(loss: Callable, params: PyTree, data: PyTree | None, c: int | No
                                  f"got shape {shape}; reduce it with jnp.mean")
 
 
-def _chunked(data: PyTree, n: int, c: int) -> PyTree:
+def chunked(data: PyTree, n: int, c: int) -> PyTree:
+    """``data`` reshaped to ``(n // c, c, ...)``: the chunks a scan walks over."""
     return jax.tree.map(lambda x: x.reshape(n // c, c, *x.shape[1:]), data)
+
+
+def chunk_sum(fn: Callable, chunks: PyTree | None, scale: float) -> Callable:
+    """``(*args) -> sum_chunks scale * fn(*args, chunk)`` by a scan (one chunk in memory:
+    a full-batch mean from chunk means with ``scale = c / n``), or ``fn(*args, None)``
+    without data."""
+    if chunks is None:
+        return lambda *args: fn(*args, None)
+
+    def run(*args):
+        def body(acc, chunk):
+            out = fn(*args, chunk)
+            return jax.tree.map(lambda a, o: a + scale * o, acc, out), None
+
+        shape = jax.eval_shape(lambda: fn(*args, jax.tree.map(lambda x: x[0], chunks)))
+        zero = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), shape)
+        return jax.lax.scan(body, zero, chunks)[0]
+
+    return run
 
 
 def hvp_fn(loss: Callable, params: PyTree, *, data: PyTree | None = None,
            chunk_size: int | None = None) -> Callable[[PyTree], PyTree]:
     """``v -> H v`` on the array part of ``params`` (chunked over ``data`` if given)."""
-    diff, static = _split(params)
+    diff, static = split_params(params)
     if data is None:
-        _check_loss(loss, params, None, None)
+        check_loss(loss, params, None, None)
         _, lin = jax.linearize(jax.grad(lambda d: loss(eqx.combine(d, static))), diff)
         return lin
-    n, c = _check_chunks(data, chunk_size)
-    _check_loss(loss, params, data, c)
-    chunks = _chunked(data, n, c)
+    n, c = check_chunks(data, chunk_size)
+    check_loss(loss, params, data, c)
 
-    def matvec(v):
-        def body(acc, chunk):
-            g = jax.grad(lambda d: loss(eqx.combine(d, static), chunk))
-            hv = jax.jvp(g, (diff,), (v,))[1]
-            return jax.tree.map(lambda a, b: a + (c / n) * b, acc, hv), None
+    def hv(v, chunk):
+        return jax.jvp(jax.grad(lambda d: loss(eqx.combine(d, static), chunk)), (diff,), (v,))[1]
 
-        return jax.lax.scan(body, jax.tree.map(jnp.zeros_like, v), chunks)[0]
-
-    return matvec
+    return chunk_sum(hv, chunked(data, n, c), c / n)
 
 
 @eqx.filter_jit
 def _sharpness_core(loss, params, data, v0, k, m, n, c):
-    diff, _ = _split(params)
+    diff, _ = split_params(params)
     flat, unravel = ravel_pytree(diff)
     if data is None:
         mv = hvp_fn(loss, params)
@@ -170,7 +190,7 @@ def sharpness(loss: Callable, params: PyTree, k: int = 1, *, data: PyTree | None
     params = _cast(params, dtype)
     if data is not None:
         data = _cast(data, dtype)
-    diff, _ = _split(params)
+    diff, _ = split_params(params)
     leaves = jax.tree.leaves(diff)
     d = sum(x.size for x in leaves)
     if not isinstance(k, int) or k < 1:
@@ -190,11 +210,11 @@ def sharpness(loss: Callable, params: PyTree, k: int = 1, *, data: PyTree | None
         key = jax.random.PRNGKey(0) if key is None else key
         v0 = jax.random.normal(key, flat.shape, flat.dtype)
     if data is None:
-        _check_loss(loss, params, None, None)
+        check_loss(loss, params, None, None)
         n = c = None
     else:
-        n, c = _check_chunks(data, chunk_size)
-        _check_loss(loss, params, data, c)
+        n, c = check_chunks(data, chunk_size)
+        check_loss(loss, params, data, c)
     vals, vecs, resid = _sharpness_core(loss, params, data, v0, k, m, n, c)
     return Sharpness(vals, vecs, resid, m)
 
@@ -204,7 +224,7 @@ def hessian_trace(loss: Callable, params: PyTree, *, data: PyTree | None = None,
                   key: jax.Array | None = None) -> jax.Array:
     """Hutchinson estimate ``tr H ~ (1/S) sum_s z_s^T H z_s`` (Rademacher ``z``, unbiased,
     variance ``2 (|H|_F^2 - sum_i H_ii^2) / S``); ``num_samples`` HVPs."""
-    diff, _ = _split(params)
+    diff, _ = split_params(params)
     mv = hvp_fn(loss, params, data=data, chunk_size=chunk_size)
     flat, unravel = ravel_pytree(diff)
     key = jax.random.PRNGKey(0) if key is None else key
@@ -229,19 +249,17 @@ def sharpness_gradient(loss: Callable, params: PyTree, *, data: PyTree | None = 
     if eig is None:
         eig = sharpness(loss, params, 1, data=data, chunk_size=chunk_size,
                         num_steps=num_steps)
-    diff, static = _split(params)
+    diff, static = split_params(params)
     u = jax.tree.map(lambda x: x[0], eig.vectors)
     if data is None:
         g = jax.grad(lambda dd: hessian_quadratic(lambda e: loss(eqx.combine(e, static)),
                                                   dd, u))(diff)
         return eig.values[0], g
-    n, c = _check_chunks(data, chunk_size)
-    chunks = _chunked(data, n, c)
+    n, c = check_chunks(data, chunk_size)
 
-    def body(acc, chunk):
-        gc = jax.grad(lambda dd: hessian_quadratic(
+    def grad_quadratic(chunk):
+        return jax.grad(lambda dd: hessian_quadratic(
             lambda e: loss(eqx.combine(e, static), chunk), dd, u))(diff)
-        return jax.tree.map(lambda a, b: a + (c / n) * b, acc, gc), None
 
-    g = jax.jit(lambda: jax.lax.scan(body, jax.tree.map(jnp.zeros_like, diff), chunks)[0])()
+    g = jax.jit(chunk_sum(grad_quadratic, chunked(data, n, c), c / n))()
     return eig.values[0], g
