@@ -24,7 +24,7 @@ from . import trees as T
 def nice(expr: sympy.Expr) -> sympy.Expr:
     """Factor a coefficient and write factors like ``(beta - 1)`` as ``-(1 - beta)``,
     the form in which momentum and rate coefficients appear in the literature."""
-    expr = sympy.sympify(expr)
+    expr = sympy.sympify(expr, strict=True)   # sympy objects and numbers only, never a string
     if expr.is_Rational:    # nothing to factor (sympy.factor returns it unchanged)
         return expr
     expr = sympy.factor(expr)
