@@ -380,3 +380,22 @@ def test_failed_ode_solve_is_flagged_and_excluded():
     assert rep.slopes[0] == pytest.approx(1.0, abs=0.15)
     assert rep.local_slopes[0] == pytest.approx(2.0, abs=0.15)
     assert any("solver_failed" in w for w in rep.warnings)
+
+
+def test_nan_median_equals_numpy_nanmedian_on_finite_entries():
+    import warnings
+
+    from bea.verification.fits import nan_median
+
+    rng = np.random.default_rng(0)
+    for shape in [(3, 5, 8), (4, 7), (2, 3, 1), (5,)]:
+        a = rng.normal(size=shape)
+        a[rng.random(shape) < 0.3] = np.nan
+        a[rng.random(shape) < 0.1] = np.inf          # non-finite counts as missing
+        a.reshape(-1)[0] = -np.inf
+        for axis in range(-1, -len(shape) - 1, -1):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)   # all-nan slices
+                want = np.nanmedian(np.where(np.isfinite(a), a, np.nan), axis=axis)
+            np.testing.assert_array_equal(nan_median(a, axis=axis), want)
+    assert np.isnan(nan_median(np.full((2, 3), np.nan))).all()
