@@ -72,11 +72,12 @@ class _Help(argparse.HelpFormatter):
         return text
 
 
-def _add_method_args(p: argparse.ArgumentParser, order: int = DEFAULT_ORDER) -> None:
+def _add_method_args(p: argparse.ArgumentParser, order: int = DEFAULT_ORDER,
+                     order_help: str | None = None) -> None:
     p.formatter_class = _Help
     p.add_argument("method", help="one of: {methods}")
     p.add_argument("--order", type=_order, default=order,
-                   help=f"highest power of h (default {order})")
+                   help=order_help or f"highest power of h (default {order})")
     p.add_argument("--batches", type=int,
                    help=f"number of exact batches per epoch (sgd; default {DEFAULT_BATCHES})")
     p.add_argument("--beta", help="momentum (heavy-ball, nesterov): a number such as 0.9, "
@@ -108,6 +109,15 @@ def _show(expr, latex: bool) -> str:
 
 
 def cmd_derive(args: argparse.Namespace) -> int:
+    if args.numeric:
+        from .cli_numeric import cmd_derive_numeric
+
+        return cmd_derive_numeric(args)
+    if args.at is not None:
+        raise ParseError("--at is the point of --numeric; the symbolic derive evaluates "
+                         "--loss symbolically (add --numeric for an optax optimiser)")
+    if args.order is None:
+        args.order = DEFAULT_ORDER
     from .modified import modified_equation
 
     method = _get_method(args)
@@ -183,7 +193,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("derive", help="print the modified equation (or loss) of a method")
-    _add_method_args(p)
+    from .cli_numeric import NUMERIC_DEFAULT_ORDER, add_numeric_args
+
+    _add_method_args(p, order=None, order_help=(
+        f"highest power of h (default {DEFAULT_ORDER}; with --numeric "
+        f"{NUMERIC_DEFAULT_ORDER})"))
+    add_numeric_args(p)
     p.add_argument("--latex", action="store_true", help="print LaTeX")
     p.add_argument("--loss", help="evaluate on a loss in coordinates, e.g. '(x*y - 1)**2/2'; "
                    "several losses (batches, players) separated by ';'")

@@ -134,3 +134,185 @@ def test_verify_high_order_methods_pass(capsys, tmp_path, monkeypatch, argv):
     name = plot_file_name(get_method(argv[0]).name)
     assert name.startswith("bea-verify-") and (tmp_path / name).exists()
     assert not (tmp_path / "bea-verify.png").exists()
+
+
+# ----------------------------------------------------------------------------- --numeric
+# Oracle: bea.numeric_modified_equation called directly on the same loss written in
+# jax.numpy by hand (not through the CLI's translation), terms compared to 1e-12.
+
+
+def _numeric_terms(out: str) -> dict[str, float]:
+    vals = {}
+    for line in out.splitlines():
+        line = line.strip()
+        if line.startswith(("f_", "f~")) and " = " in line:
+            k, v = line.split(" = ")
+            vals[k] = float(v)
+    return vals
+
+
+def _direct(factory, loss, at, order, h=None):
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+
+    import bea
+
+    x0 = jnp.asarray(at, dtype=jnp.float64)
+    eq = bea.numeric_modified_equation(factory, loss, x0, order)
+    out = {f"f_{k}[{n}]": float(t[i]) for k, t in enumerate(eq.terms)
+           for i, n in enumerate("xy")}
+    if h is not None:
+        tot = eq.modified_field(x0, h)
+        out.update({f"f~[{n}]": float(tot[i]) for i, n in enumerate("xy")})
+    return out
+
+
+def _loss_xy(x):
+    return x[0] ** 2 * x[1] + x[1] ** 4 / 4 + x[0] ** 2 / 2
+
+
+LOSS_XY = "x**2*y + y**4/4 + x**2/2"
+
+
+def _assert_close(got: dict, want: dict, tol: float = 1e-12) -> None:
+    assert set(got) == set(want)
+    for k in want:
+        assert abs(got[k] - want[k]) <= tol * (1 + abs(want[k])), (k, got[k], want[k])
+
+
+@pytest.mark.parametrize("order", [2, pytest.param(3, marks=pytest.mark.slow)])
+def test_derive_numeric_sgd_matches_engine(capsys, order):
+    import optax
+
+    code, out, _ = run(capsys, "derive", "sgd", "--numeric", "--order", str(order),
+                       "--loss", LOSS_XY, "--vars", "x,y", "--at", "0.3,-0.2", "--lr", "0.05")
+    assert code == 0
+    _assert_close(_numeric_terms(out),
+                  _direct(lambda h: optax.sgd(h), _loss_xy, [0.3, -0.2], order, h=0.05))
+
+
+AT = (sp.Rational(3, 10), sp.Rational(-2, 10))
+
+
+def _symbolic(method, order, at=AT):
+    from bea import modified_equation
+
+    vals = modified_equation(method, order).evaluate(LOSS_XY, "x,y")
+    x, y = sp.symbols("x y", real=True)
+    return {f"f_{k}[{n}]": float(col[i].subs({x: at[0], y: at[1]}))
+            for k, col in enumerate(vals) for i, n in enumerate("xy")}
+
+
+@pytest.mark.parametrize("name,flags,method", [
+    ("sgd", ["--order", "2"], ("gd",)),
+    ("momentum", ["--beta", "0.8"], ("heavy_ball", sp.Rational(4, 5))),
+    # optax's nesterov and bea's agree at orders 0 and 1 (tests/test_numeric.py)
+    ("nesterov", ["--beta", "1/2"], ("nesterov", sp.Rational(1, 2))),
+])
+def test_derive_numeric_matches_symbolic(capsys, name, flags, method):
+    """Independent oracle: the symbolic engine's field evaluated exactly on the loss."""
+    from bea import methods
+
+    code, out, _ = run(capsys, "derive", name, "--numeric", *flags, "--loss", LOSS_XY,
+                       "--vars", "x,y", "--at", "0.3,-0.2")
+    assert code == 0
+    got = _numeric_terms(out)
+    order = max(int(k[2]) for k in got)
+    _assert_close(got, _symbolic(getattr(methods, method[0])(*method[1:]), order))
+
+
+def _adaptive_closed_form(x, y, b1, b2, eps, eps_in_sqrt):
+    """Hand-derived f_0, f_1 of Adam (``eps`` outside the root) and RMSProp (``b1 = 0``,
+    ``eps`` inside the root) on ``L = x^2 y + y^4/4 + x^2/2``, bias corrections off.
+
+    Slaved state: the second moment the step uses is ``v = g^2 + 2 h r2 g H A + O(h^2)``
+    (``r_i = b_i/(1-b_i)``), the first moment ``m = g + h r1 H A``; ``A = g/d`` with
+    ``d = |g| + eps`` (Adam) or ``sqrt(g^2 + eps)`` (RMSProp).  Expanding the one-step map
+    ``x - h m/d(v)`` and subtracting ``(1/2) A'A``: ``f_0 = -A``,
+    Adam ``f_1 = -HA [r1/d - r2 |g|/d^2 + eps/(2 d^2)]``,
+    RMSProp ``f_1 = HA [r2 g^2 - eps/2] / d^3``.
+    """
+    import numpy as np
+
+    g = np.array([2 * x * y + x, x ** 2 + y ** 3])
+    H = np.array([[2 * y + 1, 2 * x], [2 * x, 3 * y ** 2]])
+    r1, r2 = b1 / (1 - b1), b2 / (1 - b2)
+    if eps_in_sqrt:
+        d = np.sqrt(g ** 2 + eps)
+        A = g / d
+        f1 = H @ A * (r2 * g ** 2 - eps / 2) / d ** 3
+    else:
+        d = np.abs(g) + eps
+        A = g / d
+        f1 = -(H @ A) * (r1 / d - r2 * np.abs(g) / d ** 2 + eps / (2 * d ** 2))
+    return {**{f"f_0[{n}]": -A[i] for i, n in enumerate("xy")},
+            **{f"f_1[{n}]": f1[i] for i, n in enumerate("xy")}}
+
+
+@pytest.mark.parametrize("name,flags,params", [
+    ("adam", ["--b1", "0.8", "--b2", "0.95", "--eps", "1e-3"], (0.8, 0.95, 1e-3, False)),
+    ("rmsprop", ["--decay", "0.9", "--eps", "1e-3"], (0.0, 0.9, 1e-3, True)),
+])
+def test_derive_numeric_adaptive_closed_form(capsys, name, flags, params):
+    code, out, _ = run(capsys, "derive", name, "--numeric", "--order", "1", *flags,
+                       "--loss", LOSS_XY, "--vars", "x,y", "--at", "0.3,-0.2")
+    assert code == 0, out
+    _assert_close(_numeric_terms(out), _adaptive_closed_form(0.3, -0.2, *params), 1e-10)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,flags,factory", [
+    ("momentum", ["--beta", "0.8"], "sgd_m"),
+    ("nesterov", ["--beta", "1/2"], "sgd_n"),
+    ("adam", ["--b1", "0.8", "--b2", "0.95", "--eps", "1e-3"], "adam"),
+    ("rmsprop", ["--decay", "0.9", "--eps", "1e-3"], "rmsprop"),
+])
+def test_derive_numeric_optimisers_match_engine(capsys, name, flags, factory):
+    import optax
+
+    make = {"sgd_m": lambda h: optax.sgd(h, momentum=0.8),
+            "sgd_n": lambda h: optax.sgd(h, momentum=0.5, nesterov=True),
+            "adam": lambda h: optax.adam(h, b1=0.8, b2=0.95, eps=1e-3),
+            "rmsprop": lambda h: optax.rmsprop(h, decay=0.9, eps=1e-3)}[factory]
+    code, out, _ = run(capsys, "derive", name, "--numeric", "--order", "1", *flags,
+                       "--loss", LOSS_XY, "--vars", "x,y", "--at", "0.3,-0.2", "--lr", "1e-2")
+    assert code == 0, out
+    _assert_close(_numeric_terms(out), _direct(make, _loss_xy, [0.3, -0.2], 1, h=1e-2))
+
+
+@pytest.mark.slow
+def test_derive_numeric_adam_order2(capsys):
+    import optax
+
+    code, out, _ = run(capsys, "derive", "adam", "--numeric", "--order", "2",
+                       "--loss", LOSS_XY, "--vars", "x,y", "--at", "0.3,-0.2")
+    assert code == 0
+    _assert_close(_numeric_terms(out), _direct(lambda h: optax.adam(h), _loss_xy,
+                                               [0.3, -0.2], 2))
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["lion"], "sign"),
+    (["adamx"], "known are sgd, momentum, nesterov, adam, rmsprop, lion"),
+    (["sgd", "--beta", "0.9"], "--beta does not apply to sgd"),
+    (["adam", "--at", "0.3"], "gives 1 numbers for 2 variables"),
+    (["adam", "--at", "nan,1"], "finite"),
+    (["adam", "--loss", "__import__('os')"], "error"),
+    (["adam", "--loss", "x;y"], "no ';'"),
+    (["momentum", "--beta", "1"], "does not contract"),
+])
+def test_derive_numeric_refusals(capsys, argv, needle):
+    base = {"--loss": "x**2 + y**4", "--at": "0.3,-0.2"}
+    rest = list(argv[1:])
+    for k, v in base.items():
+        if k not in rest:
+            rest += [k, v]
+    code, _, err = run(capsys, "derive", argv[0], "--numeric", "--vars", "x,y", *rest)
+    assert code == 2 and needle in err, err
+
+
+def test_derive_at_needs_numeric(capsys):
+    code, _, err = run(capsys, "derive", "gd", "--at", "0.3")
+    assert code == 2 and "--numeric" in err

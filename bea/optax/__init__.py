@@ -45,6 +45,12 @@ Transforms
       order 3:  ... - (h^3/24) (D^4L[g,g,g] + 3 D^3L[g, Hg] + H D^3L[g,g] + H^3 g)
 
   (note the sign: GD drifts along ``-(h/2) H grad L``, which the correction removes).
+* :func:`numeric_drift_correction` (:func:`numeric_correction` for the pieces): the same
+  idea for any elementwise optax optimiser (momentum, Adam, RMSProp), from its *numeric*
+  modified field (:func:`bea.numeric_modified_equation`): the gradient fed to the optimiser
+  becomes ``G_h = g + h c_1 + .. + h^p c_p`` with ``c_k = -(d f_0/d g)^(-1) r_k``, so that it
+  follows its own leading-order flow ``x' = f_0(x)`` (Adam: ``-g/(|g|+eps)``) with global
+  error ``O(h^(p+1))``; measured on Adam (eps 0.5), order 1: slope 1.92 vs 0.92 uncorrected.
 * ``games.optax.game_drift_regularizer`` (in ``games``, which builds on these pieces):
   per-player strengthening/cancelling of the self and interaction drift terms of
   two-player GD (Rosca et al., ICML 2021).
@@ -69,6 +75,13 @@ Robustness
 # modifying integrator itself is part of the engine (bea.modified), re-exported here.
 from ..modified import ModifyingEquation, modifying_equation, modifying_series
 from .drift import drift_correction
+from .numeric_drift import (
+    CorrectionNotElementwiseError,
+    CorrectionNotInvertibleError,
+    NumericCorrection,
+    numeric_correction,
+    numeric_drift_correction,
+)
 from .regularizers import (
     Term,
     explicit_regularizer,
@@ -82,6 +95,8 @@ from .transform import CorrectionState, TransformInfo, transform_info
 ExplicitRegularizerState = DriftCorrectionState = CorrectionState
 
 __all__ = [
+    "CorrectionNotElementwiseError",
+    "CorrectionNotInvertibleError",
     "CorrectionState",
     "DriftCorrectionState",
     "ExplicitRegularizerState",
@@ -94,6 +109,9 @@ __all__ = [
     "modified_loss_term",
     "modifying_equation",
     "modifying_series",
+    "NumericCorrection",
+    "numeric_correction",
+    "numeric_drift_correction",
     "sgd",
     "transform_info",
 ]
