@@ -94,18 +94,18 @@ def _resume_recomputes_nothing(tmp_path, monkeypatch, text):
     def boom(*a, **k):
         raise AssertionError("a finished unit was recomputed on resume")
 
-    monkeypatch.setattr(R, "_gd_unit", boom)
-    monkeypatch.setattr(R, "_manifold_unit", boom)
-    monkeypatch.setattr(R, "_central_unit", boom)
+    monkeypatch.setattr(R, "gd_unit", boom)
+    monkeypatch.setattr(R, "manifold_unit", boom)
+    monkeypatch.setattr(R, "central_unit", boom)
     assert R.reproduce(str(tmp_path), size="tiny", progress=False, resume=True) == text
 
 
 def test_reproduce_orchestration_files_table_and_resume(tmp_path, monkeypatch):
     # checkpointing, JSON, figures, the report and resume; the units are stand-ins (above)
     assert experiments.get_experiment("eos").target == "bea.dynamics.eos:reproduce"
-    monkeypatch.setattr(R, "_gd_unit", _fake_gd_unit)
-    monkeypatch.setattr(R, "_manifold_unit", _fake_manifold_unit)
-    monkeypatch.setattr(R, "_central_unit", _fake_central_unit)
+    monkeypatch.setattr(R, "gd_unit", _fake_gd_unit)
+    monkeypatch.setattr(R, "manifold_unit", _fake_manifold_unit)
+    monkeypatch.setattr(R, "central_unit", _fake_central_unit)
     text = R.reproduce(str(tmp_path), size="tiny", progress=False)
     _check_run(tmp_path, text)
     # the central-flow rows: err cf = 0 (it is GD's loss), err gf = 50%, ratio 1, gf 1.5
@@ -114,7 +114,8 @@ def test_reproduce_orchestration_files_table_and_resume(tmp_path, monkeypatch):
     assert len(cf_rows) == 2, text
     for r in cf_rows:
         assert r[4:] == ["0.00%", "50.00%", "1.000", "1.500"], r
-    assert "predicts GD's time-averaged loss better than gradient flow" in text
+    assert "holds lambda_1 at 2/eta; where gradient flow has sharpened past the edge (eta in " \
+           "[0.3, 0.6]) the central flow predicts GD's time-averaged loss better." in text
     rows = [ln.split() for ln in text.splitlines() if ln.split()[:2] in (["0.3", "0.0"],
                                                                          ["0.5", "0.5"])]
     assert len(rows) == 2 and all(r[-1] == "True" for r in rows), text
@@ -135,7 +136,7 @@ def test_reproduce_tiny_for_real_writes_files_and_resumes(tmp_path, monkeypatch)
 @pytest.mark.parametrize("lr", [0.3, 0.45, 0.6])
 def test_gd_on_digits_settles_at_two_over_eta(lr):
     # Cohen et al.'s acceptance at small scale: median lambda_1 after onset in [0.95, 1.15] 2/eta
-    u = R._gd_unit(R.SIZES["default"], lr, 0.0, False)
+    u = R.gd_unit(R.SIZES["default"], lr, 0.0, False)
     assert u["onset"] is not None and u["onset"] < R.SIZES["default"]["steps"] // 2
     assert R.BAND[0] <= u["ratio"] <= R.BAND[1], u["ratio"]
     assert max(u["sharpness"][:3]) < 0.9 * 2 / lr          # it sharpened to get there
@@ -144,7 +145,7 @@ def test_gd_on_digits_settles_at_two_over_eta(lr):
 @pytest.mark.slow
 def test_heavy_ball_settles_at_its_threshold_not_at_two_over_eta():
     eta, beta = R.SIZES["default"]["hb"]
-    u = R._gd_unit(R.SIZES["default"], eta, beta, False)
+    u = R.gd_unit(R.SIZES["default"], eta, beta, False)
     assert R.BAND[0] <= u["ratio"] <= R.BAND[1], u["ratio"]
     # (2 + 2 beta)/eta = 7.5 is well above plain GD's 2/eta = 5: the median is not near 5
     assert u["ratio"] * u["threshold"] > 1.3 * 2 / eta
@@ -154,7 +155,7 @@ def test_heavy_ball_settles_at_its_threshold_not_at_two_over_eta():
 def test_manifold_runs_follow_the_limiting_flow():
     cfg = dict(R.SIZES["default"], m_t=1.0, m_points=5)
     for kind in ("normalized_gd", "sqrt_loss"):
-        u = R._manifold_unit(cfg, kind)
+        u = R.manifold_unit(cfg, kind)
         assert u["decrease"] > 0.03, u                 # the sharpness visibly decreases
         assert u["max_rel_gap"] < 0.1 * u["decrease"], u
 
@@ -166,8 +167,16 @@ def test_central_flow_predicts_gd_at_default_size_better_than_gradient_flow(lr):
     # experiment (1): closer than gradient flow, sharpness held at 2/eta, while gradient
     # flow's sharpness runs past 2/eta
     cfg = R.SIZES["default"]
-    gd = R._gd_unit(cfg, lr, 0.0, False)
-    c = R.central_comparison(gd, R._central_unit(cfg, lr), cfg["window"])
-    assert c["err_cf"] < 0.5 * c["err_gf"], c
+    gd = R.gd_unit(cfg, lr, 0.0, False)
+    c = R.central_comparison(gd, R.central_unit(cfg, lr), cfg["window"])
     assert abs(c["cf_ratio"] - 1) < 0.01, c
-    assert c["gf_ratio"] > 1.1, c
+    if lr > 0.3:
+        # EoS from step <= 225 of 2,000: gradient flow sharpens past 2/eta (measured 1.6
+        # and 2.2 x 2/eta) and its loss falls below GD's average (measured 13% and 21% off)
+        assert c["gf_ratio"] > 1.5, c
+        assert c["err_cf"] < 0.5 * c["err_gf"], c
+    else:
+        # EoS only at step 775: gradient flow stays near the edge (measured 1.04 x 2/eta),
+        # the flows nearly coincide and both are within 2% of GD's average (0.97%, 0.74%)
+        assert c["gf_ratio"] < R.SEPARATED, c
+        assert c["err_cf"] < 0.02 and c["err_gf"] < 0.02, c

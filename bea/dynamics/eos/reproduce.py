@@ -35,16 +35,24 @@ import numpy as np
 
 from ...files import Checkpoint, atomic_write_json, check_writable_dir, save_figure, stop_cleanly
 
-__all__ = ["BAND", "SIZES", "central_comparison", "reproduce"]
+__all__ = ["BAND", "SIZES", "central_comparison", "central_unit", "eos_ratio", "figures",
+           "gd_unit", "manifold_problem", "manifold_unit", "report", "reproduce"]
 
 BAND = (0.95, 1.15)
+SEPARATED = 1.1   # gradient flow's max lambda_1 / (2/eta) above which the flows differ
 
 SIZES = {
-    # tiny: the smoke test (seconds); default: minutes on 2 CPU cores; large: paper-size-ish
+    # tiny: the smoke test (seconds, too short to reach EoS); default: minutes on 2 CPU
+    # cores; large: paper-size-ish
     "tiny": {"n": 100, "width": 8, "chunk": 50, "steps": 50, "every": 25,
              "lrs": [0.3, 0.6], "hb": [0.5, 0.5], "m_n": 8, "m_width": 4,
              "m_eta": 0.05, "m_t": 0.05, "m_points": 4,
              "cf_saves": 5, "cf_dt": 0.5, "cf_lanczos": 10, "window": 5},
+    # small: the notebook's size (a few minutes): EoS is reached within 150 steps
+    "small": {"n": 200, "width": 16, "chunk": 200, "steps": 800, "every": 10,
+              "lrs": [0.65, 0.7, 0.75], "hb": [0.8, 0.2], "m_n": 16, "m_width": 8,
+              "m_eta": 0.02, "m_t": 0.5, "m_points": 5,
+              "cf_saves": 20, "cf_dt": 0.5, "cf_lanczos": 20, "window": 10},
     "default": {"n": 500, "width": 32, "chunk": 500, "steps": 2000, "every": 25,
                 "lrs": [0.3, 0.45, 0.6], "hb": [0.5, 0.5], "m_n": 16, "m_width": 8,
                 "m_eta": 0.01, "m_t": 2.0, "m_points": 20,
@@ -66,7 +74,11 @@ def eos_ratio(steps: list, sharp: list, threshold: float) -> tuple[int | None, f
     return int(steps[hit[0]]), float(np.median(s[hit[0]:]) / threshold)
 
 
-def _gd_unit(cfg: dict, lr: float, beta: float, progress: bool) -> dict:
+def gd_unit(cfg: dict, lr: float, beta: float, progress: bool = False) -> dict:
+    """Experiment (1)/(2): full-batch GD (``beta = 0``) or heavy ball (``optax.sgd`` with
+    ``momentum=beta``) on digits at step ``lr`` for ``cfg["steps"]`` steps (float32), the
+    sharpness every ``cfg["every"]`` steps; ``threshold = (2 + 2 beta)/lr``, the EoS onset
+    and the ratio of :func:`eos_ratio`."""
     import jax
     import jax.numpy as jnp
     import optax
@@ -89,7 +101,7 @@ def _gd_unit(cfg: dict, lr: float, beta: float, progress: bool) -> dict:
             "accuracy": run["accuracy"][-1] if run["accuracy"] else None}
 
 
-def _central_unit(cfg: dict, lr: float) -> dict:
+def central_unit(cfg: dict, lr: float) -> dict:
     """The central flow and gradient flow of experiment (1)'s run at ``lr`` (same data,
     same initialisation, float32 like GD), at ``cf_saves + 1`` times ``t = eta * steps``."""
     import diffrax
@@ -192,7 +204,10 @@ def manifold_problem(n: int, width: int):
     return loss, residuals, p
 
 
-def _manifold_unit(cfg: dict, kind: str) -> dict:
+def manifold_unit(cfg: dict, kind: str) -> dict:
+    """Experiment (3): ``kind`` in ``normalized_gd | sqrt_loss`` on :func:`manifold_problem`
+    from ``p + eta u_1`` (``p`` on ``Gamma``), ``lambda_1`` of the discrete run and of the
+    limiting flow at ``m_points`` times ``t = eta^2 x steps`` up to ``m_t``."""
     import jax
     import jax.numpy as jnp
 
@@ -237,7 +252,7 @@ def _manifold_unit(cfg: dict, kind: str) -> dict:
 def reproduce(out: str, *, large: bool = False, progress: bool = True, resume: bool = False,
               size: str | None = None) -> str:
     """Run the three parts, write ``eos.json``, ``eos_sharpness.png``, ``eos_manifold.png``
-    into ``out``; return the report.  ``size`` in ``tiny | default | large``
+    into ``out``; return the report.  ``size`` in ``tiny | small | default | large``
     (``large=True`` is ``size="large"``)."""
     import jax
 
@@ -251,11 +266,11 @@ def reproduce(out: str, *, large: bool = False, progress: bool = True, resume: b
     outp = check_writable_dir(out)
     ckpt = Checkpoint(outp / "eos.checkpoint.json", {"size": size, "cfg": cfg, "version": 2},
                       resume=resume)
-    units = ([(f"gd/{lr}", lambda lr=lr: _gd_unit(cfg, lr, 0.0, False)) for lr in cfg["lrs"]]
-             + [(f"central/{lr}", lambda lr=lr: _central_unit(cfg, lr)) for lr in cfg["lrs"]]
+    units = ([(f"gd/{lr}", lambda lr=lr: gd_unit(cfg, lr, 0.0, False)) for lr in cfg["lrs"]]
+             + [(f"central/{lr}", lambda lr=lr: central_unit(cfg, lr)) for lr in cfg["lrs"]]
              + [(f"hb/{cfg['hb'][0]}/{cfg['hb'][1]}",
-                 lambda: _gd_unit(cfg, cfg["hb"][0], cfg["hb"][1], False))]
-             + [(f"manifold/{k}", lambda k=k: _manifold_unit(cfg, k))
+                 lambda: gd_unit(cfg, cfg["hb"][0], cfg["hb"][1], False))]
+             + [(f"manifold/{k}", lambda k=k: manifold_unit(cfg, k))
                 for k in ("normalized_gd", "sqrt_loss")])
     with stop_cleanly("bea reproduce eos"), progress_bar(
             len(units), desc="eos", enabled=progress) as bar:
@@ -275,7 +290,32 @@ def _plots(res: dict, outp: Path, window: int) -> None:
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
+    for name, fig in figures(res, window).items():
+        save_figure(fig, outp / f"{name}.png", dpi=110)
+        plt.close(fig)
+
+
+def figures(res: dict, window: int = 25,
+            which: tuple[str, ...] = ("eos_sharpness", "eos_manifold")) -> dict:
+    """``{"eos_sharpness": fig, "eos_manifold": fig}`` (those named in ``which``) from the
+    units in ``res`` (keys as in ``eos.json``): loss and sharpness of GD / heavy ball with
+    the central and gradient flows (``window``: half-width of GD's time average) and the
+    ``2/eta`` lines; ``lambda_1`` of the manifold runs against the limiting flow.  A figure
+    whose units are missing is left out."""
+    import matplotlib.pyplot as plt
+
+    out = {}
+
     gd = [(k, u) for k, u in res.items() if k.startswith(("gd/", "hb/"))]
+    if gd and "eos_sharpness" in which:
+        out["eos_sharpness"] = _sharpness_figure(plt, res, gd, window)
+    kinds = [k for k in ("normalized_gd", "sqrt_loss") if f"manifold/{k}" in res]
+    if kinds and "eos_manifold" in which:
+        out["eos_manifold"] = _manifold_figure(plt, res, kinds)
+    return out
+
+
+def _sharpness_figure(plt, res: dict, gd: list, window: int):
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2))
     for i, (key, u) in enumerate(gd):
         c = f"C{i}"
@@ -303,10 +343,12 @@ def _plots(res: dict, outp: Path, window: int) -> None:
     a1.legend(fontsize=7)
     a2.legend(fontsize=7)
     fig.tight_layout()
-    save_figure(fig, outp / "eos_sharpness.png", dpi=110)
-    plt.close(fig)
-    fig, axs = plt.subplots(1, 2, figsize=(10, 3.6))
-    for ax, kind in zip(axs, ("normalized_gd", "sqrt_loss"), strict=True):
+    return fig
+
+
+def _manifold_figure(plt, res: dict, kinds: list):
+    fig, axs = plt.subplots(1, len(kinds), figsize=(5 * len(kinds), 3.6), squeeze=False)
+    for ax, kind in zip(axs[0], kinds, strict=True):
         u = res[f"manifold/{kind}"]
         t = [0.0] + u["t"]
         ax.plot(t, [u["lambda0"]] + u["discrete"], "o", ms=3, label=f"discrete, eta={u['eta']}")
@@ -314,8 +356,7 @@ def _plots(res: dict, outp: Path, window: int) -> None:
         ax.set(xlabel="t = eta^2 x steps", ylabel="lambda_1", title=kind)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    save_figure(fig, outp / "eos_manifold.png", dpi=110)
-    plt.close(fig)
+    return fig
 
 
 def report(res: dict, size: str, window: int = 25) -> str:
@@ -351,20 +392,32 @@ def report(res: dict, size: str, window: int = 25) -> str:
                   + " steps) and gradient flow, mean over the save times after EoS onset",
                   "", f"{'eta':>6} {'<L_gd>':>9} {'L_cf':>9} {'L_gf':>9} {'err cf':>8} "
                   f"{'err gf':>8} {'cf lambda_1/(2/eta)':>20} {'gf max lambda_1/(2/eta)':>24}"]
-        better = []
+        held, better, apart = [], [], []
         for gd, cf in cfs:
             c = central_comparison(gd, cf, window)
-            better.append(c["err_cf"] < c["err_gf"] and abs(c["cf_ratio"] - 1) < 0.05)
+            held.append(abs(c["cf_ratio"] - 1) < 0.05)
+            # gradient flow has left the edge (lambda_1 > 1.1 x 2/eta): the flows differ
+            apart.append(c["gf_ratio"] > SEPARATED)
+            better.append(c["err_cf"] < c["err_gf"])
             lines.append(f"{gd['lr']:>6} {c['gd_mean']:>9.4g} {c['cf_mean']:>9.4g} "
                          f"{c['gf_mean']:>9.4g} {c['err_cf']:>8.2%} {c['err_gf']:>8.2%} "
                          f"{c['cf_ratio']:>20.3f} {c['gf_ratio']:>24.3f}")
         lines.append("")
-        lines.append("Conclusion: " + (
-            "the central flow holds lambda_1 at 2/eta and predicts GD's time-averaged loss "
-            "better than gradient flow does, at every learning rate." if all(better) else
-            "the central flow does NOT beat gradient flow at every learning rate (rows "
-            "where err cf >= err gf or its sharpness is off 2/eta by 5% or more; at the "
-            "tiny size the runs end before EoS)."))
+        sep = [gd["lr"] for (gd, _), a in zip(cfs, apart, strict=True) if a]
+        near = [gd["lr"] for (gd, _), a in zip(cfs, apart, strict=True) if not a]
+        wins = all(b for b, a in zip(better, apart, strict=True) if a)
+        text = ("the central flow holds lambda_1 at 2/eta" if all(held) else
+                "the central flow does NOT hold lambda_1 within 5% of 2/eta at every eta")
+        if sep:
+            text += ("; where gradient flow has sharpened past the edge (eta in "
+                     f"{sep}) the central flow predicts GD's time-averaged loss better"
+                     if wins else "; it does NOT predict GD's time-averaged loss better than "
+                     f"gradient flow at every eta where the two flows differ ({sep})")
+        if near:
+            text += (f"; at eta in {near} gradient flow's lambda_1 stays within "
+                     f"{SEPARATED - 1:.0%} of 2/eta over the run (EoS reached late), the two "
+                     "flows nearly coincide and the comparison does not tell them apart")
+        lines.append("Conclusion: " + text + ".")
     lines += ["", "(3) on the zero-loss manifold: lambda_1 of the discrete run vs the limiting "
               "flow at the same t = eta^2 x steps", "",
               f"{'optimiser':>14} {'eta':>6} {'lambda_1(0)':>11} {'flow end':>9} "
