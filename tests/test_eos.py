@@ -130,6 +130,37 @@ def test_bad_input_named_errors():
         bo.normalized_gd(0.0)
 
 
+def test_runner_bad_input_named_errors_before_training():
+    # train validates the loss, k and the chunking (through sharpness) before any step
+    model, data = _net_problem()
+    opt = optax.sgd(0.1)
+    kw = dict(steps=2, progress=False)
+    with pytest.raises(eos.NonScalarLossError, match="must return a scalar"):
+        train(model, lambda m, b: jax.vmap(m)(b[0]), opt, data, **kw)
+    with pytest.raises(eos.DimensionError, match="only 891 parameters"):
+        train(model, _loss, opt, data, k=900, **kw)
+    with pytest.raises(eos.ChunkingError, match="40 examples, which is not a multiple of "
+                                                "chunk_size=7"):
+        train(model, _loss, opt, data, chunk_size=7, **kw)
+    sub = jax.tree.map(lambda a: a[:30], data)            # a sharpness subset of 30
+    with pytest.raises(eos.ChunkingError, match="30 examples"):
+        train(model, _loss, opt, data, sharpness_data=sub, chunk_size=20, **kw)
+    with pytest.raises(eos.EosInputError, match="steps and log_every must be >= 1"):
+        train(model, _loss, opt, data, steps=0, progress=False)
+    with pytest.raises(eos.EosInputError, match="must be a multiple of log_every"):
+        train(model, _loss, opt, data, log_every=4, sharpness_every=6, **kw)
+
+
+@pytest.mark.slow   # 9 s on a loaded 2-core machine: compiles the sharpness and the step
+def test_runner_sqrt_loss_with_loss_min_above_the_loss_stops():
+    # L_min above the training loss: sqrt(L - L_min) is undefined; the jitted step raises
+    data = digits_data(10, dtype=jnp.float64)
+    model = tanh_mlp(2, 1, dtype=jnp.float64)
+    with pytest.raises(Exception, match="below loss_min"):
+        train(model, mse_loss, bo.sqrt_loss(0.1, loss_min=100.0), data, steps=1,
+              progress=False, num_lanczos=5)
+
+
 def test_normalized_gd_and_sqrt_loss_updates_and_thresholds():
     a = jnp.diag(jnp.array([3.0, 1.0, 0.5]))
     loss = lambda x: 0.5 * x @ a @ x

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import bea.optax as bo
+from bea.dynamics import eos
 from bea.dynamics.eos.flows import limiting_flow, limiting_flow_field, tangent_projection
 from bea.dynamics.eos.principal import (
     principal_flow,
@@ -126,3 +127,18 @@ def test_principal_flow_integration_and_series():
         series = -g - hs / 2 * hh @ g - hs ** 2 / 3 * hh @ hh @ g
         errs.append(float(jnp.linalg.norm(principal_flow_field(loss2, hs)(x) - series)))
     np.testing.assert_allclose(np.log2(errs[0] / errs[1]), 3.0, atol=0.1)
+
+
+def test_limiting_flow_bad_input_named_errors():
+    toy = TOYS["circle"]
+    x0 = jnp.asarray(toy.embed(toy.q0))
+    with pytest.raises(eos.NonScalarLossError, match="must return a scalar"):
+        limiting_flow(lambda x: x ** 2, toy.residuals, x0, 0.1)
+    with pytest.raises(eos.EosInputError, match="kind must be one of"):
+        limiting_flow(toy.loss, toy.residuals, x0, 0.1, kind="adam")
+    with pytest.raises(eos.EosInputError, match="t1 .* must be > 0"):
+        limiting_flow(toy.loss, toy.residuals, x0, 0.0)
+    with pytest.raises(eos.EosInputError, match="float array"):
+        limiting_flow(toy.loss, lambda x: x > 0, x0, 0.1)
+    with pytest.raises(TypeError, match="residuals must be callable"):
+        limiting_flow(toy.loss, None, x0, 0.1)

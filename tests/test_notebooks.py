@@ -89,3 +89,47 @@ def test_sde_notebook(tmp_path, monkeypatch):
     stderr = "".join(o.get("text", "") for o in outs if o.get("name") == "stderr")
     assert "Warning" not in stderr and "IProgress" not in stderr, stderr[-2000:]
     assert not any(o.get("output_type") == "error" for o in outs)
+
+
+@pytest.mark.slow   # ~3 min on 2 cores: six training runs, three central flows
+def test_eos_notebook(tmp_path, monkeypatch):
+    """The three experiments of ``bea reproduce eos`` at size small: both figures under
+    $BEA_FIGURES_DIR (only there), the sharpness at 2/eta with the central flow closer to
+    GD's time-averaged loss than gradient flow, heavy ball at (2 + 2 beta)/eta, the
+    manifold runs on their limiting flows, no warnings."""
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.setenv("BEA_FIGURES_DIR", str(tmp_path))
+    monkeypatch.setenv("BEA_NOTEBOOK_SIZE", "small")
+    root = str(NOTEBOOKS.parent)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        [root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    before = sorted(p.name for p in NOTEBOOKS.iterdir())
+    nb = nbformat.read(NOTEBOOKS / "eos.ipynb", as_version=4)
+    client = nbclient.NotebookClient(nb, timeout=900, kernel_name="python3",
+                                     resources={"metadata": {"path": str(NOTEBOOKS)}})
+    client.execute()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["eos_manifold.png",
+                                                          "eos_sharpness.png"]
+    for p in tmp_path.iterdir():
+        assert 0 < p.stat().st_size < 300_000, p
+    assert sorted(p.name for p in NOTEBOOKS.iterdir()) == before   # nothing written there
+    outs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    text = "".join(o.get("text", "") for o in outs)
+    # (1): rows "eta 2/eta onset ratio in-band <L_gd> L_cf L_gf err-cf err-gf cf-ratio"
+    rows = [ln.split() for ln in text.splitlines()
+            if ln.split() and ln.split()[0] in ("0.65", "0.7", "0.75") and len(ln.split()) == 11]
+    assert len(rows) == 3, text
+    for r in rows:
+        assert r[3] != "nan" and r[4] == "True", r                      # ratio in the band
+        err_cf, err_gf = float(r[8].rstrip("%")), float(r[9].rstrip("%"))
+        assert err_cf < err_gf, r                        # central flow beats gradient flow
+        assert abs(float(r[10]) - 1) < 0.01, r           # central flow's lambda_1 at 2/eta
+    assert "ratio to (2 + 2 beta)/eta" in text
+    hb = float(text.split("ratio to (2 + 2 beta)/eta")[1].split()[0])
+    assert 0.95 <= hb <= 1.15, hb
+    assert text.count("max relative gap") == 2
+    assert "bea reproduce eos (small)" in text
+    assert "as their limiting flows predict" in text
+    stderr = "".join(o.get("text", "") for o in outs if o.get("name") == "stderr")
+    assert "Warning" not in stderr and "IProgress" not in stderr, stderr[-2000:]
+    assert not any(o.get("output_type") == "error" for o in outs)

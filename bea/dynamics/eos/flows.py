@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import lineax as lx
 
-from .sharpness import sharpness, sharpness_gradient
+from .sharpness import EosInputError, check_loss, sharpness, sharpness_gradient
 
 __all__ = ["FLOW_COEFFICIENTS", "limiting_flow", "limiting_flow_field", "tangent_projection"]
 
@@ -72,7 +72,8 @@ def limiting_flow_field(loss: Callable[[PyTree], jax.Array],
                         num_steps: int = 20) -> Callable[[PyTree], PyTree]:
     """The vector field ``X -> -c P_T grad F(lambda_1)(X)`` of :func:`limiting_flow`."""
     if kind not in FLOW_COEFFICIENTS:
-        raise ValueError(f"kind must be one of {sorted(FLOW_COEFFICIENTS)}, got {kind!r}")
+        raise EosInputError(f"kind must be one of {sorted(FLOW_COEFFICIENTS)}, got "
+                            f"{kind!r}")
     c = FLOW_COEFFICIENTS[kind]
 
     def field(x: PyTree) -> PyTree:
@@ -95,10 +96,20 @@ def limiting_flow(loss: Callable[[PyTree], jax.Array],
     (``= eta^2 * steps``) with diffrax (Tsit5, adaptive); ``ts`` the save times (default
     ``t1`` only).  ``loss(x)`` is the training loss (``L = 0`` on ``Gamma``),
     ``residuals(x)`` the array whose zero set is ``Gamma`` (for ``L = (1/2n)|r|^2``: ``r``).
+    Bad input raises before integrating: :class:`.sharpness.NonScalarLossError` for a loss
+    that is not scalar, :class:`.sharpness.EosInputError` for an unknown ``kind``, a
+    ``t1 <= 0``, or residuals that are not an array of real numbers.
     """
     for name, v in (("loss", loss), ("residuals", residuals)):
         if not callable(v):
             raise TypeError(f"{name} must be callable")
+    if not float(t1) > 0:
+        raise EosInputError(f"t1 (= eta^2 x steps) must be > 0, got {t1!r}")
+    check_loss(loss, x0, None, None)
+    r = eqx.filter_eval_shape(residuals, x0)
+    if not (hasattr(r, "dtype") and jnp.issubdtype(r.dtype, jnp.floating)):
+        raise EosInputError(f"residuals(x) must return a float array (its zero set is the "
+                            f"manifold), got {getattr(r, 'dtype', type(r).__name__)}")
     field = limiting_flow_field(loss, residuals, kind, num_steps=num_steps)
     ts = jnp.asarray([t1] if ts is None else ts, dtype=jnp.result_type(float))
     diff, static = eqx.partition(x0, eqx.is_inexact_array)
