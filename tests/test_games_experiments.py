@@ -172,6 +172,7 @@ def test_stability_report_order1_predicts_instability():
     assert alt["map_stable"] and all(v["stable"] for v in alt["flows"].values())
 
 
+@pytest.mark.slow   # 18 s of CPU; the fast suite keeps test_mog_gan_end_to_end_small
 def test_mog_gan_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     from games import mog
 
