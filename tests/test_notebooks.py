@@ -14,18 +14,28 @@ pytest.importorskip("ipykernel")
 NOTEBOOKS = pathlib.Path(__file__).resolve().parent.parent / "notebooks"
 
 
-def test_implicit_regularisation_notebook(tmp_path, monkeypatch):
-    # the kernel inherits the environment: headless matplotlib, figures into tmp_path (the
-    # committed notebooks/figures/*.png are not touched)
+def _execute(name: str, tmp_path, monkeypatch, timeout: int, small: bool = True):
+    """Execute ``notebooks/<name>`` headless and return it with its outputs.
+
+    The kernel inherits the environment: headless matplotlib, figures into ``tmp_path``
+    (the committed notebooks/figures/*.png are not touched), the notebooks' small size, and
+    this checkout first on the path."""
     monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.setenv("BEA_FIGURES_DIR", str(tmp_path))
+    if small:
+        monkeypatch.setenv("BEA_NOTEBOOK_SIZE", "small")
     root = str(NOTEBOOKS.parent)
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
         [root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
-    nb = nbformat.read(NOTEBOOKS / "implicit_regularisation.ipynb", as_version=4)
-    client = nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    client = nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3",
                                      resources={"metadata": {"path": str(NOTEBOOKS)}})
     client.execute()
+    return nb
+
+
+def test_implicit_regularisation_notebook(tmp_path, monkeypatch):
+    nb = _execute("implicit_regularisation.ipynb", tmp_path, monkeypatch, timeout=120, small=False)
     for name in ("loss", "grad_norm", "sharpness"):
         path = tmp_path / f"implicit_regularisation_{name}.png"
         assert path.exists() and 0 < path.stat().st_size < 200_000, path
@@ -40,16 +50,7 @@ def test_implicit_regularisation_notebook(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_margins_notebook(tmp_path, monkeypatch):
-    monkeypatch.setenv("MPLBACKEND", "Agg")
-    monkeypatch.setenv("BEA_FIGURES_DIR", str(tmp_path))
-    monkeypatch.setenv("BEA_NOTEBOOK_SIZE", "small")
-    root = str(NOTEBOOKS.parent)
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
-        [root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
-    nb = nbformat.read(NOTEBOOKS / "margins.ipynb", as_version=4)
-    client = nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
-                                     resources={"metadata": {"path": str(NOTEBOOKS)}})
-    client.execute()
+    nb = _execute("margins.ipynb", tmp_path, monkeypatch, timeout=300)
     path = tmp_path / "margins_linear.png"
     assert path.exists() and 0 < path.stat().st_size < 300_000
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
@@ -68,16 +69,7 @@ def test_margins_notebook(tmp_path, monkeypatch):
 def test_sde_notebook(tmp_path, monkeypatch):
     """The three experiments of ``bea reproduce svag`` at size small: three figures under
     $BEA_FIGURES_DIR, the three report parts printed, no warnings (tqdm widget or other)."""
-    monkeypatch.setenv("MPLBACKEND", "Agg")
-    monkeypatch.setenv("BEA_FIGURES_DIR", str(tmp_path))
-    monkeypatch.setenv("BEA_NOTEBOOK_SIZE", "small")
-    root = str(NOTEBOOKS.parent)
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
-        [root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
-    nb = nbformat.read(NOTEBOOKS / "sde.ipynb", as_version=4)
-    client = nbclient.NotebookClient(nb, timeout=900, kernel_name="python3",
-                                     resources={"metadata": {"path": str(NOTEBOOKS)}})
-    client.execute()
+    nb = _execute("sde.ipynb", tmp_path, monkeypatch, timeout=900)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "svag_digits.png", "svag_lsr.png", "svag_stationary.png"]
     for p in tmp_path.iterdir():
@@ -97,17 +89,8 @@ def test_eos_notebook(tmp_path, monkeypatch):
     $BEA_FIGURES_DIR (only there), the sharpness at 2/eta with the central flow closer to
     GD's time-averaged loss than gradient flow, heavy ball at (2 + 2 beta)/eta, the
     manifold runs on their limiting flows, no warnings."""
-    monkeypatch.setenv("MPLBACKEND", "Agg")
-    monkeypatch.setenv("BEA_FIGURES_DIR", str(tmp_path))
-    monkeypatch.setenv("BEA_NOTEBOOK_SIZE", "small")
-    root = str(NOTEBOOKS.parent)
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
-        [root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
     before = sorted(p.name for p in NOTEBOOKS.iterdir())
-    nb = nbformat.read(NOTEBOOKS / "eos.ipynb", as_version=4)
-    client = nbclient.NotebookClient(nb, timeout=900, kernel_name="python3",
-                                     resources={"metadata": {"path": str(NOTEBOOKS)}})
-    client.execute()
+    nb = _execute("eos.ipynb", tmp_path, monkeypatch, timeout=900)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["eos_manifold.png",
                                                           "eos_sharpness.png"]
     for p in tmp_path.iterdir():
