@@ -64,6 +64,8 @@ def test_local_error_slope_3_at_order_1(make, rates):
     assert abs(r.local_slopes[1] - 3) <= 0.15, r
 
 
+@pytest.mark.slow  # ~9 s; the fast suite keeps test_rotational_game_numbers (an experiment
+# end to end) and tests/test_games_zoo.py::test_mog_gan_losses_and_steps (the MoG GAN)
 def test_mog_gan_end_to_end_small(tmp_path, capsys):
     from games.mog import mog_experiment
 

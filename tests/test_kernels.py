@@ -160,7 +160,9 @@ def test_elementary_vs_dense(loss, params, nodes):
 
 @pytest.mark.parametrize(
     "losses,params",
-    [((poly_loss, poly_loss2), POLY_PARAMS), ((mlp_loss, mlp_loss2), mlp_params(1))],
+    # the MLP case (~5 s) runs with -m slow; one-color MLP trees stay in the fast suite
+    [((poly_loss, poly_loss2), POLY_PARAMS),
+     pytest.param((mlp_loss, mlp_loss2), mlp_params(1), marks=pytest.mark.slow)],
     ids=["poly", "mlp"],
 )
 def test_elementary_two_colors_vs_dense(losses, params):

@@ -340,6 +340,8 @@ SHARD_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # ~10 s (a subprocess with 4 host devices); the fast suite keeps
+# tests/test_sde.py::test_ensemble_sharded_over_4_host_devices_cheap_runs for sharding
 def test_sharding_over_forced_host_devices():
     env = dict(os.environ)
     env["XLA_FLAGS"] = env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"

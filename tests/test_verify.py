@@ -38,15 +38,23 @@ def _check(report):
         assert abs(s - (p + 1)) <= 0.15, f"order {p}: slope {s}\n{report}"
 
 
-# the fast suite keeps one case per kind of method (one-step, multistep, implicit, game);
-# the slowest parametrisations (30-100 s each on 2 loaded cores) run with -m slow
-_SLOW_DEFAULT = {"sgd2", "simultaneous_equal", "simultaneous_unequal", "alternating_equal"}
+# the fast suite keeps one case per kind of method (one-step gd, multistep heavy_ball,
+# implicit proximal_point, and a game to order 2 below); the others (nesterov is a multistep
+# method like heavy_ball, extragradient a one-step method like gd) run with -m slow
+_SLOW_DEFAULT = {"sgd2", "simultaneous_equal", "simultaneous_unequal", "alternating_equal",
+                 "nesterov", "extragradient", "alternating_unequal"}
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in _SLOW_DEFAULT
                                   else n for n in sorted(CASES)])
 def test_slopes_default_problem(name):
     _check(verify(CASES[name](), orders=(0, 1, 2, 3), progress=False))
+
+
+def test_slopes_default_problem_game_to_order_2():
+    """The fast suite's game case: alternating_unequal to order 2 (its order-3 field is
+    most of the ~14 s the full case takes; that case runs with -m slow above)."""
+    _check(verify(CASES["alternating_unequal"](), orders=(0, 1, 2), progress=False))
 
 
 @pytest.mark.slow
