@@ -200,6 +200,12 @@ def test_verify_slopes(name, opt, lossfn, p, order):
 # --------------------------------------------------------------------------- refusals
 
 
+def test_verify_refuses_orders_beyond_the_equation():
+    eq = bea.numeric_modified_equation(lambda h: optax.sgd(h), loss, POINTS[0], 1)
+    with pytest.raises(ValueError, match="beyond the order 1"):
+        bea.verify(eq, params0=POINTS[0], orders=[0, 1, 2])
+
+
 def test_lion_is_refused():
     with pytest.raises(NonSmoothUpdateError, match="sign"):
         bea.numeric_modified_equation(lambda h: optax.lion(h), loss, POINTS[0], 1)

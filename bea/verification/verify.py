@@ -204,7 +204,9 @@ def verify(what: ModifiedEquation | Method | Dynamics, loss: Any = None, params0
     iterates.
 
     ``what``: a :class:`bea.ModifiedEquation` (``orders`` default to all it has), a method
-    (``orders`` default ``(0, 1, 2, 3)``) or a :class:`Dynamics` (give ``params0``).
+    (``orders`` default ``(0, 1, 2, 3)``) or a :class:`Dynamics` (give ``params0``;
+    ``orders`` default to ``0..order`` when it has an integer ``order``, such as a
+    :class:`bea.NumericModifiedEquation`, else ``(0, 1, 2)``).
     Give ``loss`` (``L(params, batch)``, one per color, or one per parameter block for
     games) and ``params0``, or ``problem="default" | "mlp" | "game"`` for a built-in one.
     ``hs`` and ``horizon`` default to a grid scaled by the method's time scales; ``T/h``
@@ -282,7 +284,14 @@ def _verify_dynamics(dyn: Dynamics, params0: Any, *, hs: Sequence[float] | None,
     if params0 is None:
         raise ValueError("verifying a Dynamics needs params0= (its initial parameters)")
     kw.pop("max_trees", None)   # a Dynamics has no trees to price
-    orders = [0, 1, 2] if orders is None else [int(p) for p in orders]
+    top = getattr(dyn, "order", None)   # e.g. a NumericModifiedEquation built to order p
+    if orders is None:
+        orders = [0, 1, 2] if not isinstance(top, int) else list(range(top + 1))
+    else:
+        orders = [int(p) for p in orders]
+    if isinstance(top, int) and max(orders) > top:
+        raise ValueError(f"orders {orders} go beyond the order {top} the dynamics were built "
+                         f"to: build them to order {max(orders)} or drop those orders")
     if points is not None:
         params0, batch_initial = _points(params0, points, batch_initial)
     horizon = 1.0 if horizon is None else horizon
