@@ -130,12 +130,16 @@ def _python_blocks(text: str) -> list[str]:
 
 def _code_pages() -> dict[str, list[str]]:
     """``{page: [block, ...]}``: each docs page with its python blocks (run in sequence in
-    one namespace, like a tutorial), and each README block on its own page ``README.md#i``
-    (a reader may copy any one of them)."""
+    one namespace, like a tutorial), and each README block on its own page
+    ``README.md#<section>`` (``#<section>-2`` for a section's second block; a reader may
+    copy any one of them), named by its ``## `` heading so that a new block elsewhere does
+    not rename the others."""
     pages = {p.relative_to(DOCS).as_posix(): _python_blocks(p.read_text())
              for p in sorted(DOCS.rglob("*.md"))}
-    for i, block in enumerate(_python_blocks((ROOT / "README.md").read_text())):
-        pages[f"README.md#{i}"] = [block]
+    for section in re.split(r"^## ", (ROOT / "README.md").read_text(), flags=re.M)[1:]:
+        slug = re.sub(r"[^a-z0-9]+", "-", section.splitlines()[0].lower()).strip("-")
+        for j, block in enumerate(_python_blocks(section)):
+            pages[f"README.md#{slug}" + (f"-{j + 1}" if j else "")] = [block]
     return {k: v for k, v in pages.items() if v}
 
 
@@ -143,9 +147,10 @@ _CODE_PAGES = _code_pages()
 # pages whose blocks take longer than the fast budget (10 s) on 2 loaded cores, with what
 # costs the time (measured with --durations; tracing verify's all-orders kernel dominates)
 _SLOW_PAGES = {
-    "README.md#2": "verify(heavy_ball, orders 0-3): 62 s wall (loaded machine)",
+    "README.md#verify": "verify(heavy_ball, orders 0-3): 62 s wall (loaded machine)",
     "getting-started.md": "verify(gd, orders 0-2): 49 s wall",
-    "README.md#4": "limiting_flow + a 64-run ensemble: 46 s wall",
+    "README.md#zero-loss-manifold-noisy-gd-past-interpolation":
+        "limiting_flow + a 64-run ensemble: 46 s wall",
 }
 
 
