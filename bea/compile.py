@@ -29,6 +29,7 @@ import kernels
 from kernels import tree_util as tu
 
 from . import trees as T
+from .factorise import Plan
 from .methods import block_names
 
 Loss = Callable[..., jax.Array]
@@ -81,6 +82,7 @@ class TreeSums:
             self._prefix.append(len(self.dag.nodes))
         self.rows = [[(self.dag.index[t], c) for t, c in row] for row in rows]
         self._orders_of = kernels.node_orders(self.dag.nodes)
+        self._plans: dict[tuple, Plan] = {}
 
     def needed(self, up_to: int | None) -> int:
         """How many nodes (a prefix of ``dag.nodes``) the rows of powers ``<= up_to`` use."""
@@ -102,6 +104,52 @@ class TreeSums:
         G = kernels.gradient_elementary_differentials(nodes, losses, params)
         return [v if self._orders_of[i] % 2 == 0 else tu.tree_scale(-1.0, v)
                 for i, v in enumerate(G)]
+
+    # -- factorised evaluation (bea.factorise): terms sharing an outer derivative merged
+    def plan(self, ks: tuple[int, ...], gradient: bool, with_h: bool) -> Plan:
+        """The factorised plan (cached) of rows ``ks``: weights ``c h^power`` (``with_h``)
+        or ``c``; ``gradient``: in the G form of gradient fields (signs ``(-1)^|t|``)."""
+        key = (ks, gradient, with_h)
+        plan = self._plans.get(key)
+        if plan is None:
+            terms = []
+            for k in ks:
+                p = self.powers[k] if with_h else 0
+                for i, c in self.rows[k]:
+                    sign = -1.0 if gradient and self._orders_of[i] % 2 else 1.0
+                    terms.append((((sign * c, p),), i))
+            plan = self._plans[key] = Plan(self.dag.nodes, terms)
+        return plan
+
+    @staticmethod
+    def _apply(losses: Sequence[Callable] | None, fields: Sequence[Callable] | None
+               ) -> Callable:
+        if fields is not None:
+            return lambda c, p, vals: kernels.elementary_differential(fields[c], p, vals)
+        return lambda c, p, vals: kernels.gradient_elementary_differential(losses[c], p, vals)
+
+    def factorised_total(self, params: Any, h: Any, *, losses: Sequence[Callable] | None = None,
+                         fields: Sequence[Callable] | None = None, up_to: int | None = None
+                         ) -> Any:
+        """``sum_k h^powers[k] row_k`` (powers ``<= up_to``) by one factorised plan
+        (:mod:`bea.factorise`): equal to :meth:`total` of :meth:`values`, with terms that
+        share an outer derivative evaluated as one."""
+        ks = tuple(k for k, p in enumerate(self.powers)
+                   if (up_to is None or p <= up_to) and self.rows[k])
+        if not ks:
+            return tu.tree_zeros_like(params)
+        plan = self.plan(ks, fields is None, True)
+        return plan.evaluate(self._apply(losses, fields), params, h)
+
+    def factorised_rows(self, params: Any, *, losses: Sequence[Callable] | None = None,
+                        fields: Sequence[Callable] | None = None) -> list[Any]:
+        """Every row ``sum_t c_t F(t)``, each by its factorised plan, the DAG nodes shared
+        between rows evaluated once."""
+        memo: dict[int, Any] = {}
+        apply = self._apply(losses, fields)
+        return [self.plan((k,), fields is None, False).evaluate(apply, params, 1.0, memo)
+                if self.rows[k] else tu.tree_zeros_like(params)
+                for k in range(len(self.rows))]
 
     def row(self, values: list[Any], k: int, params: Any) -> Any:
         """``sum_t c_t F(t)`` of row ``k``."""
@@ -255,21 +303,21 @@ class CompiledModifiedEquation:
         self._terms = jax.jit(self._terms_impl)
         self._field = jax.jit(self.evaluate, static_argnames=("order",))
 
-    def _values(self, params, batches, up_to=None):
+    def _sources(self, batches):
         bound = self.problem.bind(batches)
         if self.problem.general or self.problem.blocks is not None:
-            return self.sums.values(params, fields=self.problem.fields(bound), up_to=up_to)
-        return self.sums.values(params, losses=bound, up_to=up_to)
+            return {"fields": self.problem.fields(bound)}
+        return {"losses": bound}
 
     def _terms_impl(self, params, batches):
-        values = self._values(params, batches)
-        return [self.sums.row(values, k, params) for k in range(len(self.orders))]
+        return self.sums.factorised_rows(params, **self._sources(batches))
 
     def evaluate(self, params: Any, h: Any, batches: tuple | None, order: int | None = None
                  ) -> Any:
         """The field without checks or jit (traced by the caller: verification kernels,
-        transforms): ``sum_{k <= order} h^k f_k``, batches a tuple or None."""
-        return self.sums.total(self._values(params, batches, order), params, h, order)
+        transforms): ``sum_{k <= order} h^k f_k``, batches a tuple or None.  Terms that
+        share an outer derivative are evaluated as one (:mod:`bea.factorise`)."""
+        return self.sums.factorised_total(params, h, up_to=order, **self._sources(batches))
 
     def terms(self, params: Any, batches: Sequence[Any] | None = None) -> list[Any]:
         self.problem.check_cached(params, batches)

@@ -12,6 +12,18 @@ from typing import Any
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def begin_run() -> tuple[float, float, float]:
+    """Set up a CPU benchmark process before JAX is imported (``JAX_PLATFORMS=cpu`` unless
+    set, the repository root importable) and return the load average it starts under."""
+    import sys
+
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    root = str(Path(__file__).resolve().parent.parent)
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    return os.getloadavg()
+
+
 def machine_info(load_before: tuple[float, float, float]) -> dict[str, Any]:
     """Platform, CPUs, jax version and device, and the load average before (given) and
     now (after the timed work)."""

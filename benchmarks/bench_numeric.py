@@ -25,16 +25,12 @@ Writes ``benchmarks/results/numeric_<device>.json`` and ``.md``.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 
-from _machine import machine_info, machine_line, write_results
+from _machine import begin_run, machine_info, machine_line, write_results
 from _markdown import table
 from bench_compile import first_call, make_problem, timeit
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
 
 
 def main(argv=None) -> int:
@@ -47,10 +43,7 @@ def main(argv=None) -> int:
                     help="seconds after which no new case starts")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
-    os.environ.setdefault("JAX_PLATFORMS", "cpu")
-    if ROOT not in sys.path:
-        sys.path.insert(0, ROOT)
-    load = os.getloadavg()
+    load = begin_run()
     import jax
     import optax
 

@@ -10,7 +10,9 @@ tree DAGs, colours, callables and iteration counts as static Python values.
 from kernels.directional import nested_jvp
 from kernels.elementary import (
     Nodes,
+    elementary_differential,
     elementary_differentials,
+    gradient_elementary_differential,
     gradient_elementary_differentials,
     loss_contraction,
     node_orders,
@@ -66,7 +68,9 @@ __all__ = [
     "check_same_structure",
     "coordinate_direction",
     "dual_exponent",
+    "elementary_differential",
     "elementary_differentials",
+    "gradient_elementary_differential",
     "gradient_elementary_differentials",
     "gradient_noise_covariance_trace",
     "hessian_quadratic",

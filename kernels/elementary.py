@@ -46,7 +46,9 @@ from kernels.tree_util import PyTree, check_float_params, check_same_structure
 
 __all__ = [
     "Nodes",
+    "elementary_differential",
     "elementary_differentials",
+    "gradient_elementary_differential",
     "gradient_elementary_differentials",
     "loss_contraction",
     "node_orders",
@@ -91,6 +93,35 @@ def node_orders(nodes: Nodes) -> list[int]:
     for _, children in nodes:
         orders.append(1 + sum(orders[c] for c in children))
     return orders
+
+
+def elementary_differential(field: Callable[[PyTree], PyTree], params: PyTree,
+                            tangents: Sequence[PyTree]) -> PyTree:
+    """One node: ``D^k f(theta)[v_1, ..., v_k]`` for ``tangents = (v_1, .., v_k)`` (``k``
+    nested ``jax.jvp``; ``k = 0`` is ``f(theta)``), multilinear in the tangents.
+
+    Example: ``elementary_differential(f, x, [f(x)])`` is ``f'(x) f(x)``."""
+    return nested_jvp(field, params, list(tangents))
+
+
+def gradient_elementary_differential(loss: Callable[[PyTree], jax.Array], params: PyTree,
+                                     tangents: Sequence[PyTree]) -> PyTree:
+    """One node of a gradient field: ``grad_theta D^k L(theta)[v_1, .., v_k]`` =
+    ``D^{k+1} L(theta)[v_1, .., v_k, .]`` (one reverse pass over ``k`` nested forward
+    passes; ``k = 0`` is ``grad L``), multilinear in the tangents, which enter as constants.
+
+    Example: ``gradient_elementary_differential(L, x, [g])`` is the Hessian-vector product
+    ``H(x) g``."""
+    tangents = list(tangents)
+
+    def contraction(p: PyTree) -> jax.Array:
+        out = nested_jvp(loss, p, tangents)
+        if jax.numpy.shape(out) != ():
+            raise ValueError(f"the loss must return a scalar, got shape "
+                             f"{jax.numpy.shape(out)}")
+        return out
+
+    return jax.grad(contraction)(params)
 
 
 def elementary_differentials(nodes: Nodes, fields: Fields, params: PyTree) -> list[PyTree]:

@@ -94,7 +94,7 @@ def drift_correction(method: M.Method | None = None, order: int = 1,
         h = jnp.asarray(schedule_value(learning_rate, count), dtype=float_dtype(diff))
         on_diff = lambda d: loss(eqx.combine(d, static))
         # corrected gradient -F = grad L - sum_k h^k f_k: add minus the orders >= 1
-        return kernels.tree_scale(-1.0, sums.total(sums.values(diff, losses=[on_diff]), diff, h))
+        return kernels.tree_scale(-1.0, sums.factorised_total(diff, h, losses=[on_diff]))
 
     return make_transform(who, correction, TransformInfo(who, method, learning_rate))
 

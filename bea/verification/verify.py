@@ -62,8 +62,8 @@ def series_map(series: S.BSeries, method: Method, loss: Any, order: int,
 
     def apply(params, h, batches=None):
         fields = problem.fields(problem.bind(batches))
-        values = sums.values(params, fields=fields)
-        return jax.tree.map(lambda a, b: a + b, params, sums.total(values, params, h))
+        return jax.tree.map(lambda a, b: a + b, params,
+                            sums.factorised_total(params, h, fields=fields))
 
     return apply
 

@@ -1,0 +1,92 @@
+"""Factorised sums of elementary differentials (bea.factorise) against the plain sum of
+every tree's value (one derivative evaluation per DAG node), on gradient fields (G form)
+and on general fields (F form), and the evaluation counts they save."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from bea import methods as M
+from bea import modified_equation
+from bea.compile import TreeSums
+from bea.factorise import Apply, Plan, Sum
+
+jax.config.update("jax_enable_x64", True)
+
+
+def L1(p):
+    return jnp.sum(jnp.sin(p) ** 2) + 0.3 * p[0] * p[1] ** 3 + jnp.sum(p ** 4) / 7
+
+
+def L2(p):
+    return jnp.sum(jnp.cosh(0.5 * p)) + p[1] * p[2] ** 2
+
+
+P = jnp.array([0.3, -0.7, 1.1])
+
+
+def _sums(method, order):
+    me = modified_equation(method, order)
+    rows = [[(t.tree, float(t.coefficient)) for t in me.terms(k)] for k in range(order + 1)]
+    return TreeSums(rows, range(order + 1))
+
+
+def _close(a, b):
+    scale = 1.0 + float(jnp.max(jnp.abs(a)))
+    assert float(jnp.max(jnp.abs(a - b))) <= 1e-13 * scale
+
+
+@pytest.mark.parametrize("method,order", [(M.gd(), 3), (M.rk4(), 4), (M.heavy_ball(0.5), 3),
+                                          (M.sgd(2), 3)])
+def test_factorised_equals_the_plain_sum_on_gradient_fields(method, order):
+    s = _sums(method, order)
+    losses = [L1, L2][:method.ncolors]
+    values = s.values(P, losses=losses)
+    for h in (0.1, 0.37):
+        _close(s.factorised_total(P, h, losses=losses), s.total(values, P, h))
+    for up_to in (1, order - 1):
+        _close(s.factorised_total(P, 0.2, losses=losses, up_to=up_to),
+               s.total(s.values(P, losses=losses, up_to=up_to), P, 0.2, up_to))
+    for k, row in enumerate(s.factorised_rows(P, losses=losses)):
+        _close(row, s.row(values, k, P))
+
+
+def test_factorised_equals_the_plain_sum_on_general_fields():
+    """F form (no gradient structure): two non-gradient fields, sgd(2)'s trees."""
+    fields = [lambda x: jnp.array([x[1], -jnp.sin(x[0]), x[0] * x[2]]),
+              lambda x: -jax.grad(L2)(x) + 0.3 * x[::-1]]
+    s = _sums(M.sgd(2), 3)
+    values = s.values(P, fields=fields)
+    _close(s.factorised_total(P, 0.15, fields=fields), s.total(values, P, 0.15))
+    for k, row in enumerate(s.factorised_rows(P, fields=fields)):
+        _close(row, s.row(values, k, P))
+
+
+def test_gd_order_3_shares_the_outer_hessian():
+    """f_3 of GD has f'f''(f, f)/12 + f'f'f'f/4 (and f''(f, f'f)/12): the first two become
+    f'[f''(f, f)/12 + f'f'f/4], one evaluation fewer than one per tree."""
+    s = _sums(M.gd(), 3)
+    plan = s.plan((3,), True, False)
+    assert plan.applies == len(s.dag.nodes) - 1 == 6
+    one_child = [e for _, e in plan.root.terms if isinstance(e, Apply)]
+    assert len(one_child) == 1 and isinstance(one_child[0].children[0], Sum)
+    assert len(one_child[0].children[0].terms) == 2
+
+
+@pytest.mark.parametrize("method,order,most", [(M.gd(), 5, 22), (M.rk4(), 5, 18),
+                                               (M.sgd(2), 3, 33)])
+def test_the_plan_never_costs_more_than_the_dag(method, order, most):
+    s = _sums(method, order)
+    ks = tuple(range(order + 1))
+    plan = s.plan(ks, True, True)
+    assert plan.applies <= most < len(s.dag.nodes)
+    for k in ks:   # each row alone: at most the nodes that row reaches
+        assert s.plan((k,), True, False).applies <= len(s.dag.nodes)
+
+
+def test_plan_of_nothing_is_zero():
+    plan = Plan([(0, ())], [])
+    out = plan.evaluate(lambda c, p, v: p, P, 0.1)
+    assert float(jnp.max(jnp.abs(out))) == 0.0
