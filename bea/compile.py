@@ -121,12 +121,25 @@ class TreeSums:
             plan = self._plans[key] = Plan(self.dag.nodes, terms)
         return plan
 
-    @staticmethod
-    def _apply(losses: Sequence[Callable] | None, fields: Sequence[Callable] | None
+    #: how a gradient-field node ``grad D^k L[v_1..v_k]`` is differentiated:
+    #: ``"by-arity"`` (default) is reverse-over-forward for k <= 1 and forward-over-reverse
+    #: for k >= 2, the faster of the two (or within 2%) at every arity on the MLPs of
+    #: benchmarks/bench_hand.py (e.g. k = 3 on 1e6 parameters: forward-over-reverse 0.54x
+    #: the time; k = 1: reverse-over-forward 0.77x); or one of kernels.elementary.AD_MODES
+    ad_mode: str = "by-arity"
+
+    def _apply(self, losses: Sequence[Callable] | None, fields: Sequence[Callable] | None
                ) -> Callable:
         if fields is not None:
             return lambda c, p, vals: kernels.elementary_differential(fields[c], p, vals)
-        return lambda c, p, vals: kernels.gradient_elementary_differential(losses[c], p, vals)
+        fixed = None if self.ad_mode == "by-arity" else self.ad_mode
+
+        def apply(c, p, vals):
+            mode = fixed or ("forward-over-reverse" if len(vals) >= 2
+                             else "reverse-over-forward")
+            return kernels.gradient_elementary_differential(losses[c], p, vals, mode=mode)
+
+        return apply
 
     def factorised_total(self, params: Any, h: Any, *, losses: Sequence[Callable] | None = None,
                          fields: Sequence[Callable] | None = None, up_to: int | None = None
@@ -302,6 +315,7 @@ class CompiledModifiedEquation:
         self.dag = self.sums.dag
         self._terms = jax.jit(self._terms_impl)
         self._field = jax.jit(self.evaluate, static_argnames=("order",))
+        self._h_arrays: dict[float, Any] = {}
 
     def _sources(self, batches):
         bound = self.problem.bind(batches)
@@ -327,8 +341,15 @@ class CompiledModifiedEquation:
               order: int | None = None) -> Any:
         """``f_0 + h f_1 + .. + h^order f_order`` at ``params`` (all orders by default)."""
         self.problem.check_cached(params, batches)
-        return self._field(params, jnp.asarray(h), None if batches is None else tuple(batches),
-                           order)
+        if isinstance(h, float):   # a run calls with one step size: convert it once
+            hj = self._h_arrays.get(h)
+            if hj is None:
+                if len(self._h_arrays) > 64:
+                    self._h_arrays.clear()
+                hj = self._h_arrays[h] = jnp.asarray(h)
+        else:
+            hj = jnp.asarray(h)
+        return self._field(params, hj, None if batches is None else tuple(batches), order)
 
     __call__ = field
 

@@ -10,8 +10,9 @@ contracted twice (``D^3 L[u, v, .]``):
 
 The hand-written versions below merge every term sharing an outer operator by hand
 (``H[-(h/2) g - (h^2/3) H g - (h^3/12) D3[g, g] - (h^3/4) H^2 g]``: six derivative
-evaluations at order 3), with forward-over-reverse Hessian-vector products and
-``D3[u, v] = jvp(v -> H(.) u)``.  Three timings per case in one run, alternated in rounds
+evaluations at order 3), with ``D3[u, v] = jvp(v -> H(.) u)`` and Hessian-vector
+products both ways (forward-over-reverse and reverse-over-forward): ``hand`` is the faster
+of the two in each round.  Three timings per case in one run, alternated in rounds
 (median of each round's ratio), all jitted, ``block_until_ready``:
 
 * ``bea``: ``modified_equation(gd(), p).to_jax(L).field(params, h, (batch,))`` (the
@@ -41,8 +42,10 @@ from _markdown import table
 from bench_compile import make_problem, timeit
 
 
-def hand_field(loss, order):
-    """The hand-merged GD field through ``order`` (module docstring)."""
+def hand_field(loss, order, hvp_mode="forward-over-reverse"):
+    """The hand-merged GD field through ``order`` (module docstring); Hessian-vector
+    products by ``jvp`` of ``grad`` (``hvp_mode="forward-over-reverse"``) or ``grad`` of
+    ``jvp`` (``"reverse-over-forward"``); ``D3`` always as ``jvp`` of the HVP."""
     import jax
 
     def tmap(f, *ts):
@@ -53,6 +56,8 @@ def hand_field(loss, order):
         g = grad(p)
 
         def hvp(q, v):
+            if hvp_mode == "reverse-over-forward":
+                return jax.grad(lambda r: jax.jvp(lambda t: loss(t, data), (r,), (v,))[1])(q)
             return jax.jvp(grad, (q,), (v,))[1]
 
         if order == 0:
@@ -112,18 +117,24 @@ def compare(name, params, loss, data, n, orders, rounds, budget):
         s = c.sums
         per_tree = jax.jit(lambda q, hh, d, s=s: s.total(
             s.values(q, losses=[lambda r: loss(r, d)]), q, hh))
-        hand = jax.jit(hand_field(loss, p))
+        hand_fr = jax.jit(hand_field(loss, p, "forward-over-reverse"))
+        hand_rf = jax.jit(hand_field(loss, p, "reverse-over-forward"))
         fns = {"bea": lambda c=c: c.field(params, h, (data,)),
                "per tree": lambda f=per_tree: f(params, hj, data),
-               "hand": lambda f=hand: f(params, hj, data)}
+               "hand fr": lambda f=hand_fr: f(params, hj, data),
+               "hand rf": lambda f=hand_rf: f(params, hj, data)}
         outs = {k: jax.block_until_ready(f()) for k, f in fns.items()}
-        scale = float(tu.tree_norm(outs["hand"]))
-        diff = max(float(tu.tree_norm(jax.tree.map(lambda a, b: a - b, outs[k], outs["hand"])))
-                   for k in ("bea", "per tree")) / scale
+        scale = float(tu.tree_norm(outs["hand fr"]))
+        diff = max(float(tu.tree_norm(jax.tree.map(lambda a, b: a - b, outs[k],
+                                                   outs["hand fr"])))
+                   for k in ("bea", "per tree", "hand rf")) / scale
         times = {k: [] for k in fns}
         for _ in range(rounds):
             for k, f in fns.items():
                 times[k].append(timeit(f, budget=budget)["median_s"])
+        # the fastest hand-written version, round by round
+        times["hand"] = [min(a, b) for a, b in zip(times["hand fr"], times["hand rf"],
+                                                   strict=True)]
         r_hand = statistics.median(b / a for b, a in zip(times["bea"], times["hand"],
                                                          strict=True))
         r_tree = statistics.median(b / a for b, a in zip(times["per tree"], times["hand"],

@@ -104,15 +104,25 @@ def elementary_differential(field: Callable[[PyTree], PyTree], params: PyTree,
     return nested_jvp(field, params, list(tangents))
 
 
+AD_MODES = ("reverse-over-forward", "forward-over-reverse")
+
+
 def gradient_elementary_differential(loss: Callable[[PyTree], jax.Array], params: PyTree,
-                                     tangents: Sequence[PyTree]) -> PyTree:
+                                     tangents: Sequence[PyTree],
+                                     mode: str = "reverse-over-forward") -> PyTree:
     """One node of a gradient field: ``grad_theta D^k L(theta)[v_1, .., v_k]`` =
-    ``D^{k+1} L(theta)[v_1, .., v_k, .]`` (one reverse pass over ``k`` nested forward
-    passes; ``k = 0`` is ``grad L``), multilinear in the tangents, which enter as constants.
+    ``D^{k+1} L(theta)[v_1, .., v_k, .]`` (``k = 0`` is ``grad L``), multilinear in the
+    tangents, which enter as constants.  ``mode``: ``"reverse-over-forward"`` (one reverse
+    pass over ``k`` nested forward passes of the scalar loss) or ``"forward-over-reverse"``
+    (``k`` nested forward passes over ``jax.grad``); same value, different cost.
 
     Example: ``gradient_elementary_differential(L, x, [g])`` is the Hessian-vector product
     ``H(x) g``."""
     tangents = list(tangents)
+    if mode == "forward-over-reverse":
+        return nested_jvp(jax.grad(loss), params, tangents)
+    if mode != "reverse-over-forward":
+        raise ValueError(f"mode must be one of {AD_MODES}, got {mode!r}")
 
     def contraction(p: PyTree) -> jax.Array:
         out = nested_jvp(loss, p, tangents)

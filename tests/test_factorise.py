@@ -90,3 +90,18 @@ def test_plan_of_nothing_is_zero():
     plan = Plan([(0, ())], [])
     out = plan.evaluate(lambda c, p, v: p, P, 0.1)
     assert float(jnp.max(jnp.abs(out))) == 0.0
+
+
+@pytest.mark.parametrize("mode", ["by-arity", "reverse-over-forward", "forward-over-reverse"])
+def test_every_ad_mode_gives_the_same_field(mode):
+    s = _sums(M.gd(), 3)
+    want = s.total(s.values(P, losses=[L1]), P, 0.2)
+    s.ad_mode = mode
+    _close(s.factorised_total(P, 0.2, losses=[L1]), want)
+
+
+def test_unknown_ad_mode_is_refused():
+    import kernels
+
+    with pytest.raises(ValueError, match="mode must be one of"):
+        kernels.gradient_elementary_differential(L1, P, [P], mode="sideways")
