@@ -151,8 +151,10 @@ def test_compiled_field_equals_sympy(name, order):
 
 
 # sgd3/sgd3_avg at order 2 cost 7-10 s of CPU here (exactness of their fields stays fast in
-# test_compiled_field_equals_sympy; sgd2 is the fast multi-batch representative)
-_SLOW_GRAD = {"sgd3-2", "sgd3_avg-2"}
+# test_compiled_field_equals_sympy; sgd2 is the fast multi-batch representative); the
+# property is one of the compiler, not of the method: of the four games (~4 s each),
+# simultaneous and alternating stay fast, optimistic and game_extragradient run with -m slow
+_SLOW_GRAD = {"sgd3-2", "sgd3_avg-2", "optimistic-2", "game_extragradient-2"}
 GRAD_CASES = [pytest.param(*c.values, id=c.id, marks=[*c.marks, pytest.mark.slow])
               if c.id in _SLOW_GRAD else c for c in CASES]
 

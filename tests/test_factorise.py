@@ -38,8 +38,10 @@ def _close(a, b):
     assert float(jnp.max(jnp.abs(a - b))) <= 1e-13 * scale
 
 
-@pytest.mark.parametrize("method,order", [(M.gd(), 3), (M.rk4(), 4), (M.heavy_ball(0.5), 3),
-                                          (M.sgd(2), 3)])
+@pytest.mark.parametrize("method,order", [
+    (M.gd(), 3), (M.rk4(), 4), (M.sgd(2), 2),
+    pytest.param(M.sgd(2), 3, marks=pytest.mark.slow),            # ~5 s each, eager
+    pytest.param(M.heavy_ball(0.5), 3, marks=pytest.mark.slow)])
 def test_factorised_equals_the_plain_sum_on_gradient_fields(method, order):
     s = _sums(method, order)
     losses = [L1, L2][:method.ncolors]

@@ -142,6 +142,8 @@ def test_batch_of_initial_points_and_loop_mode(report):
         assert rep.slopes[p] == pytest.approx(np.median(rep.slopes_all[p]))
 
 
+@pytest.mark.slow  # ~10 s: the per-order kernels compile once per order; the fused kernel
+# itself runs in every fast verification test (test_gd_global_and_local_slopes checks it)
 def test_fused_orders_equal_per_order_kernels(report):
     """One kernel for all orders (lax.switch on the order) == one kernel per order, and the
     vectorised slope fits (report and fit_slope) == np.polyfit point by point."""
