@@ -14,6 +14,7 @@ from games import zoo
 jax.config.update("jax_enable_x64", True)
 
 
+@pytest.mark.slow  # ~7 s; test_dirac_gan_numbers stays fast as the experiment end to end
 def test_rotational_game_numbers(tmp_path):
     r = E.rotational_game(eps=0.09, h=0.2, steps=300, out=str(tmp_path))
     d = r["final_distance"]
@@ -55,8 +56,12 @@ def test_regulariser_rejects_unknown_term():
         E.regularised_game(zoo.rotational(), 0.1, (1.0, 1.0), {"interaction_z": -1.0})
 
 
-@pytest.mark.parametrize("rates", [(1.0, 1.0), (1.0, 0.5)])
-@pytest.mark.parametrize("make", [games.simultaneous, games.alternating])
+# equal rates for simultaneous and unequal for alternating stay fast (~3 s each); the
+# other two combinations run with -m slow
+@pytest.mark.parametrize("make,rates", [
+    (games.simultaneous, (1.0, 1.0)), (games.alternating, (1.0, 0.5)),
+    pytest.param(games.simultaneous, (1.0, 0.5), marks=pytest.mark.slow),
+    pytest.param(games.alternating, (1.0, 1.0), marks=pytest.mark.slow)])
 def test_local_error_slope_3_at_order_1(make, rates):
     from bea import verify
 

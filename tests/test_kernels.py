@@ -222,7 +222,8 @@ def test_block_game_field():
     [
         ((poly_loss,), POLY_PARAMS, ONE_COLOR),
         ((poly_loss, poly_loss2), POLY_PARAMS, TWO_COLOR),
-        ((mlp_loss, mlp_loss2), mlp_params(2), TWO_COLOR),
+        # ~4 s; the one-color MLP trees (test_elementary_vs_dense[mlp]) stay fast
+        pytest.param((mlp_loss, mlp_loss2), mlp_params(2), TWO_COLOR, marks=pytest.mark.slow),
     ],
     ids=["poly", "poly2", "mlp2"],
 )
