@@ -8,6 +8,8 @@ did not reach its end time; flagged cells are left out of the fits.
 
 from __future__ import annotations
 
+import statistics
+
 import numpy as np
 
 from .grid import MIN_SPAN, format_h
@@ -109,20 +111,12 @@ def classify(
 
 def cell_flags(roundoff: np.ndarray, diverged: np.ndarray, failed: np.ndarray) -> list:
     """Union over points of the flags: ``[O, K, B]`` masks -> ``[O][K]`` lists."""
-    out = []
-    for i in range(roundoff.shape[0]):
-        row = []
-        for j in range(roundoff.shape[1]):
-            f = []
-            if roundoff[i, j].any():
-                f.append(ROUNDOFF)
-            if diverged[i, j].any():
-                f.append(DIVERGED)
-            if failed[i, j].any():
-                f.append(SOLVER_FAILED)
-            row.append(f)
-        out.append(row)
-    return out
+    # one reduction per mask, then plain Python booleans (the warm call at a few points is
+    # dominated by per-cell numpy calls otherwise)
+    masks = [(name, m.any(axis=-1).tolist()) for name, m in
+             ((ROUNDOFF, roundoff), (DIVERGED, diverged), (SOLVER_FAILED, failed))]
+    return [[[name for name, m in masks if m[i][j]] for j in range(roundoff.shape[1])]
+            for i in range(roundoff.shape[0])]
 
 
 def fit_table(
@@ -142,16 +136,21 @@ def fit_table(
     # least-squares slopes of log e against log h for every (order, point) at once
     fitted_all, cnt, span_all = fit_slopes(hs, err, ~excluded)         # [O, B] each
     enough = (cnt >= min_points) & np.isfinite(fitted_all)
+    fitted_l, enough_l = fitted_all.tolist(), enough.tolist()
+    flagged = [(name, m.any(axis=2)) for name, m in
+               ((ROUNDOFF, roundoff), (DIVERGED, diverged), (SOLVER_FAILED, failed))]
     for i, p in enumerate(orders):
         vals: list[float | None] = [
-            float(fitted_all[i, b]) if enough[i, b] else None for b in range(n_points)
+            fitted_l[i][b] if enough_l[i][b] else None for b in range(n_points)
         ]
         per_point[p] = vals
         fitted = [v for v in vals if v is not None]
-        slopes[p] = float(np.median(fitted)) if fitted else None
+        slopes[p] = float(statistics.median(fitted)) if fitted else None
         # explain exclusions
-        for name, m in ((ROUNDOFF, roundoff), (DIVERGED, diverged), (SOLVER_FAILED, failed)):
-            rows = np.flatnonzero(m[i].any(axis=1))
+        for name, m in flagged:
+            if not m[i].any():
+                continue
+            rows = np.flatnonzero(m[i])
             if rows.size:
                 hs_txt = ", ".join(format_h(hs[j]) for j in rows)
                 why = {
