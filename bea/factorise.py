@@ -57,36 +57,35 @@ def _weight_sum(ws: Sequence[Weight]) -> Weight:
     return tuple(pair for w in ws for pair in w)
 
 
-def _one(expr: Any) -> Sum:
-    return Sum((((1.0, 0),), expr),)
+Term = tuple[Weight, tuple[int, ...], "int | None"]
+"""``(w, children, node)``: ``w D^k f[fixed, children]``; ``node`` is the DAG node this
+term is when nothing is fixed (``None`` once a child has been factored out)."""
 
 
 def _merge(nodes: Sequence[tuple[int, tuple[int, ...]]], color: int, fixed: tuple,
-           terms: list[tuple[Weight, tuple[int, ...]]]) -> list[tuple[Weight, Any]]:
+           terms: list[Term]) -> list[tuple[Weight, Any]]:
     """``sum_t w_t D^k f_color[fixed, children_t]`` (same number of children in every
     term) as weighted sub-plans, merging terms that share a child."""
     arity = len(terms[0][1])
     if arity == 0:
-        return [(_weight_sum([w for w, _ in terms]), Apply(color, fixed))]
+        return [(_weight_sum([w for w, _, _ in terms]), Apply(color, fixed))]
     if arity == 1:
-        inner = factorise(nodes, [(w, ch[0]) for w, ch in terms])
+        inner = factorise(nodes, [(w, ch[0]) for w, ch, _ in terms])
         return [(((1.0, 0),), Apply(color, fixed + (inner,)))]
-    counts = Counter(c for _, ch in terms for c in set(ch))
+    counts = Counter(c for _, ch, _ in terms for c in set(ch))
     best, n = max(counts.items(), key=lambda kv: (kv[1], -kv[0]))
     if n < 2:   # no child shared by two terms: one evaluation each (the DAG's own node,
         # memoised, when nothing is fixed)
-        if not fixed:
-            index = {tuple(v): i for i, v in enumerate(nodes)}
-            return [(w, Node(index[(color, ch)])) for w, ch in terms]
-        return [(w, Apply(color, fixed + tuple(Node(c) for c in ch))) for w, ch in terms]
+        return [(w, Node(i) if i is not None else
+                 Apply(color, fixed + tuple(Node(c) for c in ch))) for w, ch, i in terms]
     with_best, rest = [], []
-    for w, ch in terms:
+    for w, ch, i in terms:
         if best in ch:
             left = list(ch)
             left.remove(best)
-            with_best.append((w, tuple(left)))
+            with_best.append((w, tuple(left), None))
         else:
-            rest.append((w, ch))
+            rest.append((w, ch, i))
     out = _merge(nodes, color, fixed + (Node(best),), with_best)
     if rest:
         out += _merge(nodes, color, fixed, rest)
@@ -100,16 +99,15 @@ def factorise(nodes: Sequence[tuple[int, tuple[int, ...]]],
     by_node: dict[int, list[Weight]] = {}
     for w, i in terms:
         by_node.setdefault(i, []).append(w)
-    groups: dict[tuple[int, int], list[tuple[Weight, tuple[int, ...]]]] = {}
+    groups: dict[tuple[int, int], list[Term]] = {}
     for i, ws in by_node.items():
         color, children = nodes[i]
         groups.setdefault((color, len(children)), []).append(
-            (_weight_sum(ws), tuple(children)))
+            (_weight_sum(ws), tuple(children), i))
     out: list[tuple[Weight, Any]] = []
     for (color, _), group in sorted(groups.items()):
         if len(group) == 1:   # nothing to merge: the node itself (shared, memoised)
-            w, ch = group[0]
-            i = next(j for j in by_node if nodes[j] == (color, ch))
+            w, _, i = group[0]
             out.append((w, Node(i)))
         else:
             out += _merge(nodes, color, (), group)
