@@ -118,7 +118,12 @@ def gradient_elementary_differential(loss: Callable[[PyTree], jax.Array], params
 
     Example: ``gradient_elementary_differential(L, x, [g])`` is the Hessian-vector product
     ``H(x) g``."""
-    tangents = list(tangents)
+    return _gradient_node(loss, params, list(tangents), mode, "the loss")
+
+
+def _gradient_node(loss: Callable[[PyTree], jax.Array], params: PyTree, tangents: list,
+                   mode: str, what: str) -> PyTree:
+    """:func:`gradient_elementary_differential`, ``what`` naming the loss in errors."""
     if mode == "forward-over-reverse":
         return nested_jvp(jax.grad(loss), params, tangents)
     if mode != "reverse-over-forward":
@@ -127,7 +132,7 @@ def gradient_elementary_differential(loss: Callable[[PyTree], jax.Array], params
     def contraction(p: PyTree) -> jax.Array:
         out = nested_jvp(loss, p, tangents)
         if jax.numpy.shape(out) != ():
-            raise ValueError(f"the loss must return a scalar, got shape "
+            raise ValueError(f"{what} must return a scalar, got shape "
                              f"{jax.numpy.shape(out)}")
         return out
 
@@ -145,7 +150,7 @@ def elementary_differentials(nodes: Nodes, fields: Fields, params: PyTree) -> li
     check_float_params(params)
     values: list[PyTree] = []
     for i, (color, children) in enumerate(nodes):
-        out = nested_jvp(fields[color], params, [values[c] for c in children])
+        out = elementary_differential(fields[color], params, [values[c] for c in children])
         check_same_structure(params, out, f"node {i} (field of color {color}) output vs params")
         values.append(out)
     return values
@@ -187,15 +192,7 @@ def gradient_elementary_differentials(nodes: Nodes, losses: Losses, params: PyTr
     check_float_params(params)
     values: list[PyTree] = []
     for i, (color, children) in enumerate(nodes):
-
-        def contraction(
-            p: PyTree, color: int = color, children: tuple = children, i: int = i
-        ) -> jax.Array:
-            out = nested_jvp(losses[color], p, [values[c] for c in children])
-            if jax.numpy.shape(out) != ():
-                raise ValueError(f"loss of color {color} (node {i}) must return a scalar, "
-                                 f"got shape {jax.numpy.shape(out)}")
-            return out
-
-        values.append(jax.grad(contraction)(params))
+        values.append(_gradient_node(losses[color], params, [values[c] for c in children],
+                                     "reverse-over-forward",
+                                     f"loss of color {color} (node {i})"))
     return values
