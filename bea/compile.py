@@ -61,10 +61,13 @@ class TreeSums:
     """``sum_k h^k sum_t c_t F(t)`` over one :class:`TreeDAG`: the one evaluator of sums
     of elementary differentials (modified equations, modifying integrators, series maps).
 
-    ``rows[k]`` lists ``(tree, c)`` for the power ``powers[k]`` of ``h``.  :meth:`values`
-    evaluates every node once: for gradient fields ``f_c = -grad L_c`` on the losses (one
-    reverse pass over nested forward passes per node, ``F(t) = (-1)^|t| G(t)``), else on
-    the fields themselves.
+    ``rows[k]`` lists ``(tree, c)`` for the power ``powers[k]`` of ``h``.
+    :meth:`factorised_total` and :meth:`factorised_rows` (what the compiled objects,
+    transforms and verification call) evaluate the sums by a :class:`bea.factorise.Plan`,
+    merging terms that share an outer derivative.  :meth:`values` with :meth:`total` /
+    :meth:`row` is the plain per-node evaluation (every DAG node once: for gradient fields
+    ``f_c = -grad L_c`` on the losses, ``F(t) = (-1)^|t| G(t)``, else on the fields), kept
+    as the reference the tests and ``benchmarks/bench_hand.py`` compare with.
     """
 
     def __init__(self, rows: Sequence[Sequence[tuple[int, float]]], powers: Sequence[int]):
@@ -315,7 +318,6 @@ class CompiledModifiedEquation:
         self.dag = self.sums.dag
         self._terms = jax.jit(self._terms_impl)
         self._field = jax.jit(self.evaluate, static_argnames=("order",))
-        self._h_arrays: dict[float, Any] = {}
 
     def _sources(self, batches):
         bound = self.problem.bind(batches)
@@ -341,15 +343,8 @@ class CompiledModifiedEquation:
               order: int | None = None) -> Any:
         """``f_0 + h f_1 + .. + h^order f_order`` at ``params`` (all orders by default)."""
         self.problem.check_cached(params, batches)
-        if isinstance(h, float):   # a run calls with one step size: convert it once
-            hj = self._h_arrays.get(h)
-            if hj is None:
-                if len(self._h_arrays) > 64:
-                    self._h_arrays.clear()
-                hj = self._h_arrays[h] = jnp.asarray(h)
-        else:
-            hj = jnp.asarray(h)
-        return self._field(params, hj, None if batches is None else tuple(batches), order)
+        return self._field(params, jnp.asarray(h), None if batches is None else tuple(batches),
+                           order)
 
     __call__ = field
 
