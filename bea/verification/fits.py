@@ -109,12 +109,17 @@ def classify(
     return roundoff, diverged, failed, floor
 
 
+def _flagged_cells(roundoff: np.ndarray, diverged: np.ndarray, failed: np.ndarray
+                   ) -> list[tuple[str, np.ndarray]]:
+    """``(flag, [O, K] mask)``: the ``[O, K, B]`` masks reduced over the points, one
+    reduction per mask (per-cell numpy calls dominate the warm call at a few points)."""
+    return [(name, m.any(axis=-1)) for name, m in
+            ((ROUNDOFF, roundoff), (DIVERGED, diverged), (SOLVER_FAILED, failed))]
+
+
 def cell_flags(roundoff: np.ndarray, diverged: np.ndarray, failed: np.ndarray) -> list:
     """Union over points of the flags: ``[O, K, B]`` masks -> ``[O][K]`` lists."""
-    # one reduction per mask, then plain Python booleans (the warm call at a few points is
-    # dominated by per-cell numpy calls otherwise)
-    masks = [(name, m.any(axis=-1).tolist()) for name, m in
-             ((ROUNDOFF, roundoff), (DIVERGED, diverged), (SOLVER_FAILED, failed))]
+    masks = [(name, m.tolist()) for name, m in _flagged_cells(roundoff, diverged, failed)]
     return [[[name for name, m in masks if m[i][j]] for j in range(roundoff.shape[1])]
             for i in range(roundoff.shape[0])]
 
@@ -137,8 +142,7 @@ def fit_table(
     fitted_all, cnt, span_all = fit_slopes(hs, err, ~excluded)         # [O, B] each
     enough = (cnt >= min_points) & np.isfinite(fitted_all)
     fitted_l, enough_l = fitted_all.tolist(), enough.tolist()
-    flagged = [(name, m.any(axis=2)) for name, m in
-               ((ROUNDOFF, roundoff), (DIVERGED, diverged), (SOLVER_FAILED, failed))]
+    flagged = _flagged_cells(roundoff, diverged, failed)
     for i, p in enumerate(orders):
         vals: list[float | None] = [
             fitted_l[i][b] if enough_l[i][b] else None for b in range(n_points)
@@ -148,8 +152,6 @@ def fit_table(
         slopes[p] = float(statistics.median(fitted)) if fitted else None
         # explain exclusions
         for name, m in flagged:
-            if not m[i].any():
-                continue
             rows = np.flatnonzero(m[i])
             if rows.size:
                 hs_txt = ", ".join(format_h(hs[j]) for j in rows)
