@@ -69,22 +69,28 @@ class ModifiedEquation(R.PrintsItself):
         if notation is None:
             notation = default_notation(method)
         self.notation = notation
-        self._terms: list[list[Term]] = []
-        coef_of = _coefficient_converter(series.domain)
-        for k in range(order + 1):
-            row = []
-            coeffs = series.coeffs
-            for t in T.canonical_sort(t for t in T.trees_of_order(k + 1, method.ncolors)
-                                      if coeffs.get(t)):
-                row.append(Term(coef_of(coeffs[t], T.sigma(t)), t))
-            self._terms.append(row)
+        # rows of sympy Terms are made on first use, one order at a time: the derivation
+        # is the series above; at order 14 (141k trees) turning every coefficient into a
+        # sorted sympy Term costs about as much again and is only needed to print,
+        # evaluate in sympy or list the terms (issue 20)
+        self._rows: list[list[Term] | None] = [None] * (order + 1)
+
+    def _row(self, k: int) -> list[Term]:
+        row = self._rows[k]
+        if row is None:
+            coef_of = _coefficient_converter(self.series.domain)
+            coeffs = self.series.coeffs
+            row = [Term(coef_of(coeffs[t], T.sigma(t)), t) for t in T.canonical_sort(
+                t for t in T.trees_of_order(k + 1, self.method.ncolors) if coeffs.get(t))]
+            self._rows[k] = row
+        return row
 
     # ------------------------------------------------------------------ access
     def terms(self, k: int) -> list[Term]:
         """Trees and coefficients of ``f_k`` (the coefficient of ``h^k``)."""
         if not 0 <= k <= self.order:
             raise IndexError(f"order {k} not computed (0..{self.order})")
-        return list(self._terms[k])
+        return list(self._row(k))
 
     def coefficient(self, tree: T.Tree | str | int) -> sympy.Expr:
         """``b(t)/sigma(t)`` for a tree (``Tree``, id, or bracket string like ``"[[.]]"``)."""
@@ -98,7 +104,7 @@ class ModifiedEquation(R.PrintsItself):
     # ------------------------------------------------------------------ printing
     def _display(self, k: int, latex: bool) -> str:
         items = []
-        for term in self._terms[k]:
+        for term in self._row(k):
             coef = term.coefficient
             if getattr(self.notation, "sign_flip", False) and T.order(term.tree) % 2:
                 coef = -coef
@@ -155,7 +161,7 @@ class ModifiedEquation(R.PrintsItself):
         subs = bind_values(subs, self.parameters, "subs")
         F = fields if isinstance(fields, ConcreteFields) else fields_from(
             self.method, loss=loss, vars=vars, fields=fields)
-        out = evaluate_terms(F, [self._terms[k] for k in range(self.order + 1)], subs=subs)
+        out = evaluate_terms(F, [self._row(k) for k in range(self.order + 1)], subs=subs)
         if summed:
             hh = self.h if h is None else sympy.sympify(h)
             return sum((hh ** k * out[k] for k in range(len(out))),

@@ -129,13 +129,15 @@ class ModifiedLoss(R.PrintsItself):
         rational = bool(dom.is_QQ) and scale_is_rational(self._scale(g))
         bval = {} if rational else {t: dom.to_sympy(series[t]) for t in trees}
 
-        def to_q(v: Any) -> sympy.Rational:
-            return sympy.Rational(int(dom.numer(v)), int(dom.denom(v)))
-
         scale = self._scale(g)
         sign = -1 if n % 2 == 0 else 1   # (-1)^(n+1)
         if rational:
-            sign_q, scale_q = dom.convert(sign), dom.from_sympy(scale)
+            # (-1)^(n+1) v / (sigma scale) straight from integers: one Rational per term,
+            # no domain conversion of sigma (issue 20: 190k terms for sgd(batches=8), 4)
+            s_num, s_den = sign * int(scale.q), int(scale.p)
+
+        def to_q(v: Any, sig: int) -> sympy.Rational:
+            return sympy.Rational(int(dom.numer(v)) * s_num, int(dom.denom(v)) * sig * s_den)
         pot: list[PotentialTerm] = []
         rem: list[RemainderTerm] = []
         seen: set[int] = set()
@@ -158,13 +160,12 @@ class ModifiedLoss(R.PrintsItself):
                 ref = sum((coeffs.get(r, dom.zero) for r in ref_trees), dom.zero) / len(
                     ref_trees)
                 if ref:
-                    coef = to_q(ref * sign_q / (dom.convert(T.free_sigma(t)) * scale_q))
+                    coef = to_q(ref, T.free_sigma(t))
                     pot.append(PotentialTerm(coef, min(ref_trees)))
                 for r in counts:
                     excess = coeffs.get(r, dom.zero) - ref
                     if excess:
-                        rem.append(RemainderTerm(
-                            to_q(excess * sign_q / (dom.convert(T.sigma(r)) * scale_q)), r))
+                        rem.append(RemainderTerm(to_q(excess, T.sigma(r)), r))
                 continue
             ref = sympy.Add(*[bval.get(r, sympy.S.Zero) for r in ref_trees]) / len(ref_trees)
             ref = sympy.factor(ref)
@@ -180,8 +181,7 @@ class ModifiedLoss(R.PrintsItself):
                 if T.colors_used(t) != frozenset({g}):
                     v = bval.get(t, sympy.S.Zero)
                     if rational and coeffs.get(t):
-                        rem.append(RemainderTerm(to_q(coeffs[t] * sign_q / (
-                            dom.convert(T.sigma(t)) * scale_q)), t))
+                        rem.append(RemainderTerm(to_q(coeffs[t], T.sigma(t)), t))
                         continue
                     if v != 0:
                         rem.append(RemainderTerm(R.nice(sign * v / T.sigma(t) / scale), t))

@@ -196,6 +196,7 @@ def single_cuts(t: int) -> tuple[tuple[int, int, int], ...]:
         return got
     c, ch = _KEYS[t]
     acc: dict[tuple[int, int], int] = {}
+    ids = _IDS
     prev = -1
     for i, child in enumerate(ch):
         if child == prev:   # children are sorted: a repeated child is adjacent
@@ -207,7 +208,9 @@ def single_cuts(t: int) -> tuple[tuple[int, int, int], ...]:
         acc[k0] = acc.get(k0, 0) + m      # cut the edge root--child
         for pruned, rest, k in single_cuts(child):   # cut an edge inside the child
             j = bisect_left(others, rest)
-            k1 = (pruned, _intern_sorted(c, others[:j] + (rest,) + others[j:]))
+            key = (c, others[:j] + (rest,) + others[j:])
+            rid = ids.get(key)   # _intern_sorted inlined: this line runs ~1M times
+            k1 = (pruned, intern(c, key[1]) if rid is None else rid)
             acc[k1] = acc.get(k1, 0) + m * k
     out = tuple((p, r, m) for (p, r), m in acc.items())
     _CUTS[t] = out

@@ -109,6 +109,28 @@ def test_modified_field_solves_substitution_law(data):
     assert S.flow_of_field(b).equals(a)
 
 
+@settings(max_examples=20, deadline=None)
+@given(st.data(), st.integers(1, 2))
+def test_rational_modified_field_equals_the_generic_recursion(data, ncolors):
+    # modified_field over QQ runs in integer numerators with one denominator per order;
+    # the generic recursion (rationals normalised at every step) is the oracle
+    a = random_series(data, 6 if ncolors == 1 else 4, ncolors)
+    fast = S._modified_field_rational(a)
+    generic = S._lie_solve(a, {}, -1)
+    assert fast.keys() == generic.keys()
+    assert all(fast[t] == generic[t] for t in fast)
+
+
+@pytest.mark.parametrize("method,order", [(M.explicit_midpoint(), 9), (M.gd(), 9),
+                                          (M.rk4(), 8), (M.sgd(batches=3), 4)])
+def test_rational_modified_field_on_methods(method, order):
+    a = method.series(order + 1)
+    fast = S._modified_field_rational(a)
+    generic = S._lie_solve(a, {}, -1)
+    assert fast.keys() == generic.keys()
+    assert all(fast[t] == generic[t] for t in fast)
+
+
 def test_exact_flow_has_zero_modification():
     b = S.modified_field(S.exact_flow(7))
     assert all(b[t] == 0 for t in T.trees_up_to(7) if T.order(t) > 1)

@@ -78,22 +78,39 @@ class AdditiveRungeKutta(Method):
         A_nz = [[[(j, x) for j, x in enumerate(row) if x] for row in Ac] for Ac in A]
         b_nz = [[(i, x) for i, x in enumerate(bc) if x] for bc in b]
         one, zero = dom.one, dom.zero
-        leaf_prod = [one] * s
-        psi: dict[int, list] = {}   # psi_i(t) = sum_j A_ij prod_children psi_j(child)
+        leaf_prod = dict.fromkeys(range(s), one)
+        # psi_i(t) = sum_j A_ij prod_children psi_j(child), stored sparsely ({stage: value},
+        # non-zero entries only): with one field per stage (SGD over batches, games) most
+        # stages see a given tree with weight 0, and the products skip them (issue 20)
+        psi: dict[int, dict[int, object]] = {}
         out = {}
         for t in T.trees_up_to(max_order, self.ncolors):
             c, ch = T.key(t)
             if ch:
                 prod = psi[ch[0]]
                 for u in ch[1:]:
-                    prod = [x * y for x, y in zip(prod, psi[u], strict=True)]
+                    pu = psi[u]
+                    prod = {j: x * pu[j] for j, x in prod.items() if j in pu}
             else:
                 prod = leaf_prod
-            psi[t] = [sum([x * prod[j] for j, x in row], zero) if row else zero
-                      for row in A_nz[c]]
-            v = sum([x * prod[i] for i, x in b_nz[c]], zero)
-            if v:
-                out[t] = v
+            p_t = {}
+            if prod:
+                for i, row in enumerate(A_nz[c]):
+                    acc = zero
+                    for j, x in row:
+                        y = prod.get(j)
+                        if y is not None:
+                            acc += x * y
+                    if acc:
+                        p_t[i] = acc
+                v = zero
+                for i, x in b_nz[c]:
+                    y = prod.get(i)
+                    if y is not None:
+                        v += x * y
+                if v:
+                    out[t] = v
+            psi[t] = p_t
         return S.BSeries(dom, self.ncolors, max_order, dom.one, out)
 
     def step(self, fields, state, h, *, implicit_iters: int = 200, implicit_tol: float = 1e-14):
