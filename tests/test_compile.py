@@ -203,6 +203,32 @@ def test_field_sum_truncation_and_regularizer(name):
         assert_close(cl.loss(p, H_STEP, player="y"), total)
 
 
+# sgd2 at order 2 takes ~5 s to trace and compile here: order 1 is its fast representative
+@pytest.mark.parametrize(("name", "order"), [
+    ("gd", 3), ("heavy_ball", 2), ("nesterov", 2), ("sgd2", 1),
+    pytest.param("sgd2", 2, marks=pytest.mark.slow), ("explicit_midpoint", 3)])
+def test_regularizer_gradient_is_grad_of_regularizer(name, order):
+    # the fast path (the modified field's plan) against reverse mode through the loss
+    _, me, _, loss, batches = case(name, order)
+    cl = modified_loss(me).to_jax(loss)
+    grad = jax.jit(jax.grad(lambda q: cl.regularizer(q, H_STEP, batches)))
+    fast = jax.jit(lambda q: cl.regularizer_gradient(q, H_STEP, batches))
+    for p in points(name, 2):
+        assert_close(flat(fast(p)), flat(grad(p)), what=f"{name} grad regularizer")
+    sub = modified_loss(me).to_jax(loss, orders=[0, order])   # a subset: order 1 left out
+    grad2 = jax.jit(jax.grad(lambda q: sub.regularizer(q, H_STEP, batches)))
+    p = points(name, 1)[0]
+    assert_close(flat(sub.regularizer_gradient(p, H_STEP, batches)), flat(grad2(p)),
+                 what=f"{name} orders [0, {order}]")
+
+
+def test_regularizer_gradient_refuses_games():
+    _, me, _, loss, _ = case("simultaneous", 1)
+    cl = modified_loss(me).to_jax(loss)
+    with pytest.raises(ValueError, match="each player has its own regulariser"):
+        cl.regularizer_gradient(points("simultaneous", 1)[0], H_STEP)
+
+
 def test_order_subset_and_subs():
     # symbolic beta compiled with subs (str or Symbol key), against the rational method
     me_sym = modified_equation(M.heavy_ball(), 2)

@@ -185,8 +185,10 @@ class ModifiedLossTerm(Term):
         return self.raw(params, ctx)
 
     def gradient(self, diff, static, ctx):
-        if self.players is None:
-            return super().gradient(diff, static, ctx)
+        if self.players is None:   # -grad L~ is the modified field: no reverse pass needed
+            compiled = self._compiled_for(ctx.loss)
+            batches = self._batches(compiled, ctx.batch, ctx.who)
+            return compiled.regularizer_gradient(diff, ctx.h, batches, static=static)
         if not (isinstance(diff, (tuple, list)) and len(diff) == 2):
             raise ValueError(f"{ctx.who}: a two-player game needs params = (x, y)")
         blocks = []
