@@ -77,10 +77,13 @@ class Context:
 
 
 class GradNormTerm(Term):
-    """``scale |grad L|^2``; gradient ``2 scale H grad L`` as the reverse pass over the
-    gradient's own computation (a vector-Jacobian product of ``grad L`` with ``grad L``:
-    one Hessian-vector product, no Hessian).  Measured on a 1e6-parameter MLP (CPU) at
-    2.1 gradients, against 3.3 for ``grad L`` followed by a forward-over-reverse HVP."""
+    """``scale |grad L|^2``; gradient ``2 scale H g`` (``g = grad L``) as one
+    Hessian-vector product ``grad_theta (D L[g])`` (reverse over one forward pass, ``g``
+    held constant: the node evaluation the compiled fields use for arity 1).  The
+    optimiser's own ``grad L`` and the one computed here are the same computation, which
+    XLA merges inside the jitted step.  Measured against the hand-written step
+    ``g - (h/2) H g`` (benchmarks/bench_transforms.py): the reverse pass over the
+    computation of ``|grad L|^2`` used before cost 1.8x that step on a small float64 net."""
 
     needs_loss = True
 
@@ -97,17 +100,21 @@ class GradNormTerm(Term):
         return self._on_diff(*split_params(params), ctx)
 
     def gradient(self, diff, static, ctx):
-        return jax.grad(lambda d: self._on_diff(d, static, ctx))(diff)
+        on_diff = lambda d: ctx.loss(eqx.combine(d, static))
+        g = jax.grad(on_diff)(diff)
+        hg = kernels.gradient_elementary_differential(on_diff, diff, [g],
+                                                      mode="reverse-over-forward")
+        return kernels.tree_scale(2.0 * self.scale, hg)
 
 
 def implicit_gradient_regularizer(scale: float = 0.25) -> Term:
     """``R = scale |grad L|^2``, by default ``(1/4)|grad L|^2``: the order-1 term of the
     modified loss of gradient descent (``L~ = L + h R + O(h^2)``).
 
-    Its gradient ``2 scale H grad L`` is computed Hessian-free: one reverse pass over the
-    computation of ``grad L`` (a Hessian-vector product; measured at about 1.5-2 gradient
-    evaluations per step on top of the optimiser's own gradient, CPU MLPs of 1e5-1e6
-    parameters, ``benchmarks/bench_optax.py``).  Use with
+    Its gradient ``2 scale H grad L`` is computed Hessian-free: one Hessian-vector
+    product on top of the optimiser's own gradient (which it shares inside a jitted step;
+    per-step costs in ``benchmarks/bench_optax.py`` and, against a hand-written step,
+    ``benchmarks/bench_transforms.py``).  Use with
     :func:`explicit_regularizer`: ``coeff = -h`` cancels GD's order-1 implicit
     regularisation, ``+h`` doubles it.  Needs ``loss_fn`` (and ``batch`` if the loss takes
     one).

@@ -1,0 +1,203 @@
+"""The ``bea.optax`` transforms of order <= 3 against the fastest hand-written JAX step.
+
+Every timed function is one whole jitted training step ``params -> params - h u`` with
+``u`` the corrected gradient (``g = grad L``, ``H v`` a Hessian-vector product,
+``D3[u, v] = D^3 L[u, v, .]``, ``D4[u, v, w] = D^4 L[u, v, w, .]``):
+
+* cancel GD's order-1 implicit regulariser, three ways that give the same ``u``:
+  ``explicit_regularizer(implicit_gradient_regularizer(), -h)``,
+  ``explicit_regularizer(modified_loss(gd(), 1).to_jax(L), -1, learning_rate=h)`` and
+  ``drift_correction(gd(), 1, h)``:  ``u = g - (h/2) H g``;
+* ``explicit_regularizer(modified_loss(gd(), 2).to_jax(L), -1, learning_rate=h)``:
+  ``u = g - (h/2) H g - h^2 (D3[g, g]/12 + H^2 g/3)`` (minus the gradient of the order-1
+  and order-2 regulariser; ``-grad L~`` is GD's modified field);
+* ``drift_correction(gd(), 2, h)``: ``u = g - (h/2) H g + (h^2/6)(D3[g, g] + H^2 g)``;
+* ``drift_correction(gd(), 3, h)``: ``... - h^3 (D4[g, g, g]/24 + D3[g, H g]/8 +
+  H D3[g, g]/24 + H^3 g/24)`` (:func:`bea.modifying_equation`'s terms).
+
+``bea``: ``optax.chain(transform, optax.sgd(h))`` fed ``grad L`` (the transform's own
+``grad L`` is the same computation, merged by XLA); ``hand``: the terms merged by hand by
+outer operator (e.g. drift order 3: ``g + H[-(h/2) g + (h^2/6) H g - (h^3/24) D3[g, g] -
+(h^3/24) H^2 g] + D3[g, (h^2/6) g - (h^3/8) H g] - (h^3/24) D4[g, g, g]``), Hessian-vector
+products forward-over-reverse (``jvp`` of ``grad``) or reverse-over-forward (``grad`` of
+``jvp``), the faster of the two per round.  Timings alternate in rounds in one run;
+ratios are medians of the per-round ratios.  Problems: the small float64 net (64-512-1)
+and float32 tanh MLPs of ~1e5 and ~1e6 parameters of ``bench_hand``.  Target (issue 20):
+``bea`` within 1.05x ``hand``.  The results of the two agree (max relative difference).
+
+    .venv/bin/python benchmarks/bench_transforms.py [--quick]
+
+Writes ``benchmarks/results/transforms_<device>.json`` and ``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+from _machine import begin_run, machine_info, machine_line, write_results
+from _markdown import table
+from bench_compile import make_problem, timeit
+from bench_hand import small_problem
+
+
+def hand_update(loss, kind, hvp_mode):
+    """The corrected gradient ``u(p, h, data)`` of ``kind`` merged by hand (docstring)."""
+    import jax
+
+    def tmap(f, *ts):
+        return jax.tree.map(f, *ts)
+
+    def u(p, h, data):
+        grad = jax.grad(lambda q: loss(q, data))
+        g = grad(p)
+
+        def hvp(q, v):
+            if hvp_mode == "reverse-over-forward":
+                return jax.grad(lambda r: jax.jvp(lambda t: loss(t, data), (r,), (v,))[1])(q)
+            return jax.jvp(grad, (q,), (v,))[1]
+
+        def d3(a, b):   # D^3 L[a, b, .]
+            return jax.jvp(lambda q: hvp(q, a), (p,), (b,))[1]
+
+        if kind == "order 1":
+            return tmap(lambda a, b: a - (h / 2) * b, g, hvp(p, g))
+        hg = hvp(p, g)
+        d3gg = d3(g, g)
+        if kind == "modified loss order 2":   # g + H[-(h/2) g - (h^2/3) H g] - h^2/12 D3
+            inner = tmap(lambda a, b: -(h / 2) * a - (h ** 2 / 3) * b, g, hg)
+            return tmap(lambda a, b, c: a + b - (h ** 2 / 12) * c, g, hvp(p, inner), d3gg)
+        if kind == "drift order 2":           # g + H[-(h/2) g + (h^2/6) H g] + h^2/6 D3
+            inner = tmap(lambda a, b: -(h / 2) * a + (h ** 2 / 6) * b, g, hg)
+            return tmap(lambda a, b, c: a + b + (h ** 2 / 6) * c, g, hvp(p, inner), d3gg)
+        assert kind == "drift order 3"
+        hhg = hvp(p, hg)
+        inner = tmap(lambda a, b, c, d: -(h / 2) * a + (h ** 2 / 6) * b
+                     - (h ** 3 / 24) * c - (h ** 3 / 24) * d, g, hg, d3gg, hhg)
+        inner3 = tmap(lambda a, b: (h ** 2 / 6) * a - (h ** 3 / 8) * b, g, hg)
+        d4ggg = jax.jvp(lambda q: jax.jvp(lambda r: hvp(r, g), (q,), (g,))[1], (p,), (g,))[1]
+        return tmap(lambda a, b, c, d: a + b + c - (h ** 3 / 24) * d,
+                    g, hvp(p, inner), d3(g, inner3), d4ggg)
+
+    return u
+
+
+def transforms(loss, h):
+    import bea.optax as bo
+    from bea import methods as M
+    from bea import modified_loss
+
+    return {
+        "explicit_regularizer(implicit_gradient_regularizer(), -h)":
+            ("order 1", bo.explicit_regularizer(bo.implicit_gradient_regularizer(), -h)),
+        "explicit_regularizer(modified loss gd 1, -1)":
+            ("order 1", bo.explicit_regularizer(modified_loss(M.gd(), 1).to_jax(loss), -1.0,
+                                                learning_rate=h)),
+        "drift_correction(gd, 1)": ("order 1", bo.drift_correction(M.gd(), 1, h)),
+        "explicit_regularizer(modified loss gd 2, -1)":
+            ("modified loss order 2",
+             bo.explicit_regularizer(modified_loss(M.gd(), 2).to_jax(loss), -1.0,
+                                     learning_rate=h)),
+        "drift_correction(gd, 2)": ("drift order 2", bo.drift_correction(M.gd(), 2, h)),
+        "drift_correction(gd, 3)": ("drift order 3", bo.drift_correction(M.gd(), 3, h)),
+    }
+
+
+def compare(name, params, loss, data, n, rounds, budget, only=None):
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    from kernels import tree_util as tu
+
+    h = 0.01
+    hj = jnp.asarray(h, jax.tree.leaves(params)[0].dtype)
+    rows = []
+    for label, (kind, tx) in transforms(loss, h).items():
+        if only and not any(s in label for s in only):
+            continue
+        chain = optax.chain(tx, optax.sgd(h))
+        state = chain.init(params)
+
+        @jax.jit
+        def bea_step(p, s, d, chain=chain):
+            g = jax.grad(loss)(p, d)
+            upd, s = chain.update(g, s, p, loss_fn=loss, batch=d)
+            return optax.apply_updates(p, upd)
+
+        def hand_step(mode, kind=kind):
+            u = hand_update(loss, kind, mode)
+            return jax.jit(lambda p, hh, d: jax.tree.map(lambda x, v: x - hh * v, p,
+                                                         u(p, hh, d)))
+
+        fr, rf = hand_step("forward-over-reverse"), hand_step("reverse-over-forward")
+        fns = {"bea": lambda f=bea_step, s=state: f(params, s, data),
+               "hand fr": lambda f=fr: f(params, hj, data),
+               "hand rf": lambda f=rf: f(params, hj, data)}
+        outs = {k: jax.block_until_ready(f()) for k, f in fns.items()}
+        step = jax.tree.map(lambda a, b: a - b, outs["hand fr"], params)
+        scale = float(tu.tree_norm(step))
+        diff = max(float(tu.tree_norm(jax.tree.map(lambda a, b: a - b, outs[k],
+                                                   outs["hand fr"])))
+                   for k in ("bea", "hand rf")) / scale
+        times = {k: [] for k in fns}
+        for _ in range(rounds):
+            for k, f in fns.items():
+                times[k].append(timeit(f, budget=budget)["median_s"])
+        times["hand"] = [min(a, b) for a, b in zip(times["hand fr"], times["hand rf"],
+                                                   strict=True)]
+        ratio = statistics.median(b / a for b, a in zip(times["bea"], times["hand"],
+                                                        strict=True))
+        row = {"problem": name, "params": n, "transform": label, "update": kind,
+               "bea_ms": 1e3 * statistics.median(times["bea"]),
+               "hand_ms": 1e3 * statistics.median(times["hand"]),
+               "hand_fr_ms": 1e3 * statistics.median(times["hand fr"]),
+               "hand_rf_ms": 1e3 * statistics.median(times["hand rf"]),
+               "bea_over_hand": ratio, "max_rel_diff_of_step": diff, "target": 1.05}
+        rows.append(row)
+        print(f"  {name} {label}: bea {ratio:.3f}x hand (rel diff {diff:.1e})", flush=True)
+    return rows
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--only", default="", help="comma-separated substrings of transforms")
+    args = ap.parse_args(argv)
+    load = begin_run()
+    import jax
+
+    jax.config.update("jax_enable_x64", True)   # the small float64 net; MLPs stay float32
+    t0 = time.perf_counter()
+    only = [s for s in args.only.split(",") if s]
+    rounds, budget = (2, 0.5) if args.quick else (5, 1.0)
+    sp, sl, sd, _, sn = small_problem()
+    rows = compare("small 64-512-1 (float64)", sp, sl, sd, sn, rounds, budget, only)
+    for target in ([30_000] if args.quick else [100_000, 1_000_000]):
+        params, loss, data, sizes, n = make_problem(target)
+        rows += compare(f"MLP {sizes} (float32)", params, loss, data, n, rounds, budget, only)
+    info = machine_info(load)
+    res = {"rows": rows, "machine": info, "wall_s": time.perf_counter() - t0,
+           "quick": args.quick}
+    md = ["# bea.optax transforms vs hand-written JAX steps", "",
+          "One jitted step params -> params - h u (gradient included), u the corrected "
+          "gradient; 'hand' merges the terms by outer operator and is the faster of "
+          "forward-over-reverse and reverse-over-forward HVPs per round; ratios are medians "
+          "over rounds of alternated timings in one run (target: bea <= 1.05x hand).", ""]
+    md += table(["problem", "transform", "bea (ms)", "hand (ms)", "bea / hand",
+                 "rel diff of step"],
+                [[r["problem"], r["transform"], f"{r['bea_ms']:.3f}", f"{r['hand_ms']:.3f}",
+                  f"{r['bea_over_hand']:.3f}", f"{r['max_rel_diff_of_step']:.1e}"]
+                 for r in rows])
+    md += ["", machine_line(info), ""]
+    print("\n".join(md))
+    if not args.no_write:
+        write_results(f"transforms_{jax.devices()[0].platform}"
+                      + ("_quick" if args.quick else ""), res, "\n".join(md))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
