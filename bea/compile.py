@@ -128,18 +128,24 @@ class TreeSums:
     #: ``"by-arity"`` (default) is reverse-over-forward for k <= 1 and forward-over-reverse
     #: for k >= 2, the faster of the two (or within 2%) at every arity on the MLPs of
     #: benchmarks/bench_hand.py (e.g. k = 3 on 1e6 parameters: forward-over-reverse 0.54x
-    #: the time; k = 1: reverse-over-forward 0.77x); or one of kernels.elementary.AD_MODES
-    ad_mode: str = "by-arity"
+    #: the time; k = 1: reverse-over-forward 0.77x); one of kernels.elementary.AD_MODES for
+    #: every node; or a pair ``(mode for k <= 1, mode for k >= 2)``, what
+    #: :meth:`CompiledModifiedEquation.tune_ad_mode` picks by timing on the user's problem
+    ad_mode: str | tuple[str, str] = "by-arity"
 
     def _apply(self, losses: Sequence[Callable] | None, fields: Sequence[Callable] | None
                ) -> Callable:
         if fields is not None:
             return lambda c, p, vals: kernels.elementary_differential(fields[c], p, vals)
-        fixed = None if self.ad_mode == "by-arity" else self.ad_mode
+        if self.ad_mode == "by-arity":
+            low, high = "reverse-over-forward", "forward-over-reverse"
+        elif isinstance(self.ad_mode, tuple):
+            low, high = self.ad_mode
+        else:
+            low = high = self.ad_mode
 
         def apply(c, p, vals):
-            mode = fixed or ("forward-over-reverse" if len(vals) >= 2
-                             else "reverse-over-forward")
+            mode = high if len(vals) >= 2 else low
             return kernels.gradient_elementary_differential(losses[c], p, vals, mode=mode)
 
         return apply
@@ -347,6 +353,69 @@ class CompiledModifiedEquation:
                            order)
 
     __call__ = field
+
+    def tune_ad_mode(self, params: Any, h: float, batches: Sequence[Any] | None = None,
+                     repeats: int = 5, rounds: int = 3) -> dict[tuple[str, str], float]:
+        """Choose how the field's derivative nodes are differentiated by timing them here.
+
+        Tries the four pairs (mode for nodes ``grad D^k L`` with ``k <= 1``, mode for
+        ``k >= 2``) of reverse-over-forward / forward-over-reverse on ``field(params, h,
+        batches)``: all four compiled first, then timed in ``rounds`` alternating rounds
+        of ``repeats`` calls each; a pair's score is its fastest round's median, so load
+        from other processes hits the candidates alike.  Keeps the fastest
+        (``self.sums.ad_mode``) and returns every pair's score in seconds.  Same value
+        every way (multilinear derivatives); only the cost differs, by the model, size and
+        device (``benchmarks/bench_hand.py``; the default rule ``"by-arity"`` is the first
+        pair).  General fields and games have one mode and return ``{}``.  Compiles four
+        programs: worth it before a long run, not per call.
+        """
+        import statistics
+        import time
+
+        if self.problem.general or self.problem.blocks is not None:
+            return {}
+        self.problem.check_cached(params, batches)
+        modes = kernels.elementary.AD_MODES
+        first = ("reverse-over-forward", "forward-over-reverse")
+        pairs = [first] + [(a, b) for a in modes for b in modes if (a, b) != first]
+        hj = jnp.asarray(h)
+        bt = None if batches is None else tuple(batches)
+        sums = self.sums
+
+        def under(pair: tuple[str, str]) -> Callable:
+            # a fresh function per pair: jit caches traces by the function, and two jits of
+            # the same bound method share one cache (the mode is read while tracing)
+            def run(p: Any, hh: Any, b: Any) -> Any:
+                sums.ad_mode = pair
+                return self.evaluate(p, hh, b)
+            return jax.jit(run)
+
+        fns = {pair: under(pair) for pair in pairs}
+        for fn in fns.values():
+            jax.block_until_ready(fn(params, hj, bt))
+        best: dict[tuple[str, str], float] = dict.fromkeys(pairs, float("inf"))
+        for _ in range(max(1, rounds)):
+            for pair, fn in fns.items():
+                ts = []
+                for _ in range(max(1, repeats)):
+                    t0 = time.perf_counter()
+                    jax.block_until_ready(fn(params, hj, bt))
+                    ts.append(time.perf_counter() - t0)
+                best[pair] = min(best[pair], statistics.median(ts))
+        chosen = min(best, key=best.get)
+        sums.ad_mode = chosen
+
+        def field(p: Any, hh: Any, b: Any, order: int | None = None) -> Any:
+            sums.ad_mode = chosen
+            return self.evaluate(p, hh, b, order)
+
+        def terms(p: Any, b: Any) -> Any:
+            sums.ad_mode = chosen
+            return self._terms_impl(p, b)
+
+        self._field = jax.jit(field, static_argnames=("order",))
+        self._terms = jax.jit(terms)
+        return best
 
 
 class CompiledModifiedLoss:

@@ -94,7 +94,8 @@ def test_plan_of_nothing_is_zero():
     assert float(jnp.max(jnp.abs(out))) == 0.0
 
 
-@pytest.mark.parametrize("mode", ["by-arity", "reverse-over-forward", "forward-over-reverse"])
+@pytest.mark.parametrize("mode", ["by-arity", "reverse-over-forward", "forward-over-reverse",
+                                  ("forward-over-reverse", "reverse-over-forward")])
 def test_every_ad_mode_gives_the_same_field(mode):
     s = _sums(M.gd(), 3)
     want = s.total(s.values(P, losses=[L1]), P, 0.2)
@@ -107,3 +108,25 @@ def test_unknown_ad_mode_is_refused():
 
     with pytest.raises(ValueError, match="mode must be one of"):
         kernels.gradient_elementary_differential(L1, P, [P], mode="sideways")
+
+
+def test_tune_ad_mode_keeps_the_field_and_picks_the_fastest_pair(monkeypatch):
+    import kernels
+
+    c = modified_equation(M.gd(), 3).to_jax(lambda p: L1(p))
+    want = c.field(P, 0.2)   # traced before tuning: the tuned field must not reuse it
+    times = c.tune_ad_mode(P, 0.2, repeats=2, rounds=2)
+    assert len(times) == 4 and all(t > 0 for t in times.values())
+    chosen = min(times, key=times.get)
+    assert c.sums.ad_mode == chosen
+    seen = []
+    inner = kernels.gradient_elementary_differential
+
+    def spy(loss, params, tangents, mode):
+        seen.append((len(tangents), mode))
+        return inner(loss, params, tangents, mode=mode)
+
+    monkeypatch.setattr(kernels, "gradient_elementary_differential", spy)
+    _close(c.field(P, 0.2), want)
+    assert seen, "the tuned field was not traced anew"
+    assert all(mode == chosen[k >= 2] for k, mode in seen)
