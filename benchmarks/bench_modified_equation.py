@@ -493,6 +493,20 @@ def main(argv: list[str] | None = None) -> int:
     info["load_average_at_end"] = _loadavg()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    # a part not run this time is kept from the previous results file, with the machine
+    # line of the run that made it (so `--parts b` does not erase part (a))
+    try:
+        old = json.loads((out / "modified_equation.json").read_text())
+    except (OSError, ValueError):
+        old = {}
+    for part in "ab":
+        if part not in result and isinstance(old.get(part), list):
+            result[part] = old[part]
+            result[f"{part}_from"] = old.get(f"{part}_from") or {
+                "created": old.get("created"),
+                "commit": old.get("machine", {}).get("git_commit"),
+                "load": [old.get("machine", {}).get("load_average_at_start"),
+                         old.get("machine", {}).get("load_average_at_end")]}
     atomic_write_json(out / "modified_equation.json", result)
     md = render_markdown(result, libs)
     atomic_write_text(out / "modified_equation.md", md)
@@ -534,6 +548,10 @@ def render_markdown(res: dict, libs: list[str]) -> str:
     if "a" in res:
         lines += ["", "## (a) Abstract modified equation: explicit midpoint, exact "
                   "coefficients on all trees with |t| <= N", ""]
+        if "a_from" in res:
+            f = res["a_from"]
+            lines += [f"From an earlier run: commit {f['commit']}, {f['created']}, load "
+                      f"{f['load'][0]} -> {f['load'][1]}.", ""]
         hdr = ["N", "trees", "bea", "bea warm"]
         for lib in others:
             hdr += [lib, f"{lib}/bea", f"{lib} agrees"]
@@ -557,6 +575,10 @@ def render_markdown(res: dict, libs: list[str]) -> str:
     if "b" in res:
         lines += ["", f"## (b) GD on L = {res['loss']}: exact f_0..f_p in coordinates",
                   ""]
+        if "b_from" in res:
+            f = res["b_from"]
+            lines += [f"From an earlier run: commit {f['commit']}, {f['created']}, load "
+                      f"{f['load'][0]} -> {f['load'][1]}.", ""]
         hdr = ["p", "terms", "bea", "bea warm"]
         for lib in others:
             hdr += [lib, f"{lib} + expand", f"{lib}/bea", f"{lib}+expand/bea",
