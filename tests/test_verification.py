@@ -403,3 +403,58 @@ def test_nan_median_equals_numpy_nanmedian_on_finite_entries():
                 want = np.nanmedian(np.where(np.isfinite(a), a, np.nan), axis=axis)
             np.testing.assert_array_equal(nan_median(a, axis=axis), want)
     assert np.isnan(nan_median(np.full((2, 3), np.nan))).all()
+
+
+def _flows_both_end_times(orders):
+    """build_flow's output with the traced ``n h`` and with the constant end time."""
+    from bea.verification.grid import validate_grid
+    from bea.verification.kernels import (
+        build_discrete,
+        build_flow,
+        default_init_state,
+        identity,
+        make_solver,
+    )
+
+    hs, ns = validate_grid(HS[:4], T)
+    assert np.all(ns * hs == T)                      # the premise: every n h is T
+    ns32 = ns.astype(np.int32)
+    pts = jnp.asarray([THETA0, [0.8, 0.9]])
+    th_n, th_1 = build_discrete(gd_step, default_init_state, identity, int(ns.max()),
+                                "vmap")(pts, hs, ns32)
+    solver, _ = make_solver("tsit5")
+    outs = [np.asarray(build_flow(gd_field, orders, solver, 1e-12, 1e-14, 4096, False,
+                                  "vmap", end)(pts, hs, ns32, th_n, th_1))
+            for end in (None, T)]
+    return hs, pts, th_n, outs
+
+
+def test_constant_end_time_is_bitwise_the_traced_end_time():
+    """The flows end at ``n h`` (traced per cell) or, when all ``n h`` are one number, at
+    that number compiled in as a constant (``build_flow(end_time=...)``, what
+    run_verification picks then): the same errors, scales and status to the bit."""
+    from bea.verification.kernels import flow_keys
+
+    hs, _, _, outs = _flows_both_end_times((0,))
+    np.testing.assert_array_equal(outs[0], outs[1])
+    assert flow_keys(False) == ("err", "ok", "scale", "norm0")
+    assert outs[1].shape == (4, 1, len(hs), 2) and np.all(outs[1][1] == 1.0)
+
+
+@pytest.mark.slow  # ~5 s (three solver compilations); the fast test above keeps the
+# bitwise comparison of the two end times
+def test_flow_errors_equal_plain_diffrax_solves():
+    """build_flow's errors (both end times, orders 0 and 1) == an unbatched
+    ``diffrax.diffeqsolve`` to ``t1 = T`` per (h, point), to round-off."""
+    import diffrax
+
+    hs, pts, th_n, outs = _flows_both_end_times((0, 1))
+    np.testing.assert_array_equal(outs[0], outs[1])
+    solve = jax.jit(lambda y0, h: diffrax.diffeqsolve(
+        diffrax.ODETerm(lambda t, y, h: gd_field(y, h, 1)), diffrax.Tsit5(), 0.0, T, None,
+        y0, args=h, max_steps=4096,
+        stepsize_controller=diffrax.PIDController(rtol=1e-12, atol=1e-14)).ys[-1])
+    for k in range(len(hs)):
+        for b in range(2):
+            want = float(jnp.linalg.norm(th_n[k, b] - solve(pts[b], hs[k])))
+            assert outs[1][0, 1, k, b] == pytest.approx(want, rel=1e-6)
