@@ -458,3 +458,84 @@ def test_flow_errors_equal_plain_diffrax_solves():
         for b in range(2):
             want = float(jnp.linalg.norm(th_n[k, b] - solve(pts[b], hs[k])))
             assert outs[1][0, 1, k, b] == pytest.approx(want, rel=1e-6)
+
+
+def _fresh_kernels():
+    """Forget the built kernels (and what they loaded), as a new process would."""
+    from bea.verification.kernels import build_discrete, build_flow
+
+    build_discrete.cache_clear()
+    build_flow.cache_clear()
+
+
+def test_compile_cache_setting_is_opt_in_and_scoped(tmp_path, monkeypatch):
+    from bea.verification import cache
+
+    monkeypatch.delenv(cache.ENV, raising=False)
+    with cache.compile_cache(None):
+        assert cache.compile_cache_dir() is None                 # off unless asked
+    before = cache._setting
+    with cache.compile_cache(tmp_path / "a"):
+        assert cache.compile_cache_dir() == str(tmp_path / "a")
+        with cache.compile_cache(None):
+            assert cache.compile_cache_dir() is None
+        assert cache.compile_cache_dir() == str(tmp_path / "a")
+    assert cache._setting is before                              # restored on exit
+    monkeypatch.setenv(cache.ENV, str(tmp_path / "env"))
+    if before is cache._UNSET:
+        assert cache.compile_cache_dir() == str(tmp_path / "env")
+    with cache.compile_cache(None):                              # explicit setting wins
+        assert cache.compile_cache_dir() is None
+    monkeypatch.setenv(cache.ENV, "")
+    if before is cache._UNSET:
+        assert cache.compile_cache_dir() is None                 # empty: off
+    assert not jax.config.jax_compilation_cache_dir              # JAX's own: untouched
+
+
+def test_compile_cache_roundtrip_gives_the_same_report(tmp_path, monkeypatch):
+    """A second 'process' (kernels forgotten) loads both compiled kernels from the
+    folder instead of compiling, and its errors are bitwise those of an uncached run."""
+    from bea.verification import compile_cache
+
+    kw = dict(progress=False, local=False, solver="tsit5")
+    _fresh_kernels()
+    with compile_cache(None):
+        plain = run_verification(gd_step, gd_field, jnp.asarray(THETA0), HS, [0], T, **kw)
+    _fresh_kernels()
+    with compile_cache(tmp_path):
+        first = run_verification(gd_step, gd_field, jnp.asarray(THETA0), HS, [0], T, **kw)
+        assert len(list(tmp_path.glob("verify-*.xla"))) == 2    # iterates + flows
+        _fresh_kernels()
+
+        def no_compile(self, *a, **k):
+            raise AssertionError("compiled although the cache holds the kernel")
+
+        from jax.experimental import serialize_executable
+
+        loads = []
+        load = serialize_executable.deserialize_and_load
+        monkeypatch.setattr(jax.stages.Lowered, "compile", no_compile)
+        monkeypatch.setattr(serialize_executable, "deserialize_and_load",
+                            lambda *a, **k: loads.append(1) or load(*a, **k))
+        second = run_verification(gd_step, gd_field, jnp.asarray(THETA0), HS, [0], T, **kw)
+        assert len(loads) == 2
+    np.testing.assert_array_equal(first.errors_all, plain.errors_all)
+    np.testing.assert_array_equal(second.errors_all, plain.errors_all)
+    assert second.slopes == plain.slopes
+
+
+def test_compile_cache_recompiles_unreadable_entries(tmp_path):
+    from bea.verification import compile_cache
+
+    kw = dict(progress=False, local=False, solver="tsit5")
+    with compile_cache(tmp_path):
+        _fresh_kernels()
+        first = run_verification(gd_step, gd_field, jnp.asarray(THETA0), HS, [0], T, **kw)
+        entries = sorted(tmp_path.glob("verify-*.xla"))
+        for p in entries:
+            p.write_bytes(b"not an executable")
+        _fresh_kernels()
+        again = run_verification(gd_step, gd_field, jnp.asarray(THETA0), HS, [0], T, **kw)
+        assert sorted(tmp_path.glob("verify-*.xla")) == entries
+        assert all(p.stat().st_size > 1000 for p in entries)     # rewritten
+    np.testing.assert_array_equal(again.errors_all, first.errors_all)
