@@ -1,11 +1,12 @@
 r"""Opt-in on-disk cache of the verification kernels' compiled programs.
 
 Off by default.  Compiling the verification kernels (the masked iterates and the batched
-Dopri8 flows) is most of the first :func:`bea.verify` call in a fresh process (about
-1.5 s of ~2.5 s on the built-in problem on a laptop-class CPU).  With a cache folder, the
-compiled executables are written there and loaded by later processes; tracing and
-lowering still run every time (they give the key), so results are the ones a fresh
-compile gives.
+Dopri8 flows) is about half of the first :func:`bea.verify` call in a fresh process
+(~1.2 s of ~2.2 s for GD on the built-in problem, 2-core EPYC of
+``benchmarks/results/amd-epyc-2c``; a later process with the cache: ~1.0 s).  With a
+cache folder, the compiled executables are written there and loaded by later processes;
+tracing and lowering still run every time (they give the key), so the results are those
+of a fresh compile.
 
 Turn it on for the verification kernels only (no JAX setting is touched; JAX's own
 persistent compilation cache stays as the user configured it):
@@ -96,6 +97,11 @@ class CachedKernel:
     def __init__(self, jitted: Callable[..., Any]):
         self.jitted = jitted
         self._loaded: dict[Any, Any] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "jitted":            # not yet set (e.g. while unpickling)
+            raise AttributeError(name)
+        return getattr(self.jitted, name)   # trace, lower, eval_shape, ... of the jit
 
     def __call__(self, *args: Any) -> Any:
         folder = compile_cache_dir()
