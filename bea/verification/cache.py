@@ -81,8 +81,8 @@ def _single_device(leaves: list[Any]) -> bool:
 
 
 def _signature(leaves: list[Any], treedef: Any) -> Any:
-    return (treedef, tuple((getattr(x, "shape", None), str(getattr(x, "dtype", type(x))))
-                           for x in leaves))
+    return (treedef, tuple((getattr(x, "shape", None), str(getattr(x, "dtype", type(x))),
+                            bool(getattr(x, "weak_type", False))) for x in leaves))
 
 
 class CachedKernel:

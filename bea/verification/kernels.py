@@ -145,7 +145,8 @@ def build_flow(
     is this one number, the global solves end at it as a compile-time constant instead
     of the traced ``n h``: same end time, but diffrax's end-time rounding threshold
     (``t1`` minus 100 ulps, a chain of 100 ``prevbefore``) is then folded by XLA instead
-    of compiled as one large fused kernel (~0.3-0.5 s of compilation on CPU).
+    of compiled as one large fused kernel (~0.3-0.5 s of compilation on CPU).  A kernel
+    is then built per distinct end time (a sweep over horizons compiles once per horizon).
     """
     branches = [functools.partial(field_at_order, vfield, p) for p in orders]
 

@@ -73,7 +73,8 @@ def prepare_params(
                 f"params0 has dtype {dtype}, not float64: cast it to float64 or pass "
                 "allow_float32=True to accept (flagged) low-precision results."
             )
-    leaves = [x if x.dtype == dtype else x.astype(dtype) for x in leaves]
+    leaves = [x if x.dtype == dtype and not getattr(x, "weak_type", False) else x.astype(dtype)
+              for x in leaves]
     if batch_initial:
         sizes = {x.shape[0] if x.ndim else None for x in leaves}
         if len(sizes) != 1 or None in sizes:
