@@ -403,3 +403,137 @@ def test_nan_median_equals_numpy_nanmedian_on_finite_entries():
                 want = np.nanmedian(np.where(np.isfinite(a), a, np.nan), axis=axis)
             np.testing.assert_array_equal(nan_median(a, axis=axis), want)
     assert np.isnan(nan_median(np.full((2, 3), np.nan))).all()
+
+
+def _flows_both_end_times(orders):
+    """build_flow's output with the traced ``n h`` and with the constant end time."""
+    from bea.verification.grid import validate_grid
+    from bea.verification.kernels import (
+        build_discrete,
+        build_flow,
+        default_init_state,
+        identity,
+        make_solver,
+    )
+
+    hs, ns = validate_grid(HS[:4], T)
+    assert np.all(ns * hs == T)                      # the premise: every n h is T
+    ns32 = ns.astype(np.int32)
+    pts = jnp.asarray([THETA0, [0.8, 0.9]])
+    th_n, th_1 = build_discrete(gd_step, default_init_state, identity, int(ns.max()),
+                                "vmap")(pts, hs, ns32)
+    solver, _ = make_solver("tsit5")
+    outs = [np.asarray(build_flow(gd_field, orders, solver, 1e-12, 1e-14, 4096, False,
+                                  "vmap", end)(pts, hs, ns32, th_n, th_1))
+            for end in (None, T)]
+    return hs, pts, th_n, outs
+
+
+def test_constant_end_time_is_bitwise_the_traced_end_time():
+    """The flows end at ``n h`` (traced per cell) or, when all ``n h`` are one number, at
+    that number compiled in as a constant (``build_flow(end_time=...)``, what
+    run_verification picks then): the same errors, scales and status to the bit."""
+    from bea.verification.kernels import flow_keys
+
+    hs, _, _, outs = _flows_both_end_times((0,))
+    np.testing.assert_array_equal(outs[0], outs[1])
+    assert flow_keys(False) == ("err", "ok", "scale", "norm0")
+    assert outs[1].shape == (4, 1, len(hs), 2) and np.all(outs[1][1] == 1.0)
+
+
+@pytest.mark.slow  # ~5 s (three solver compilations); the fast test above keeps the
+# bitwise comparison of the two end times
+def test_flow_errors_equal_plain_diffrax_solves():
+    """build_flow's errors (both end times, orders 0 and 1) == an unbatched
+    ``diffrax.diffeqsolve`` to ``t1 = T`` per (h, point), to round-off."""
+    import diffrax
+
+    hs, pts, th_n, outs = _flows_both_end_times((0, 1))
+    np.testing.assert_array_equal(outs[0], outs[1])
+    solve = jax.jit(lambda y0, h: diffrax.diffeqsolve(
+        diffrax.ODETerm(lambda t, y, h: gd_field(y, h, 1)), diffrax.Tsit5(), 0.0, T, None,
+        y0, args=h, max_steps=4096,
+        stepsize_controller=diffrax.PIDController(rtol=1e-12, atol=1e-14)).ys[-1])
+    for k in range(len(hs)):
+        for b in range(2):
+            want = float(jnp.linalg.norm(th_n[k, b] - solve(pts[b], hs[k])))
+            assert outs[1][0, 1, k, b] == pytest.approx(want, rel=1e-6)
+
+
+def _fresh_kernels():
+    """Forget the built kernels (and what they loaded), as a new process would."""
+    from bea.verification.kernels import build_discrete, build_flow
+
+    build_discrete.cache_clear()
+    build_flow.cache_clear()
+
+
+def test_compile_cache_setting_is_opt_in_and_scoped(tmp_path, monkeypatch):
+    from bea.verification import cache
+
+    monkeypatch.delenv(cache.ENV, raising=False)
+    with cache.compile_cache(None):
+        assert cache.compile_cache_dir() is None                 # off unless asked
+    before = cache._setting
+    with cache.compile_cache(tmp_path / "a"):
+        assert cache.compile_cache_dir() == str(tmp_path / "a")
+        with cache.compile_cache(None):
+            assert cache.compile_cache_dir() is None
+        assert cache.compile_cache_dir() == str(tmp_path / "a")
+    assert cache._setting is before                              # restored on exit
+    monkeypatch.setenv(cache.ENV, str(tmp_path / "env"))
+    if before is cache._UNSET:
+        assert cache.compile_cache_dir() == str(tmp_path / "env")
+    with cache.compile_cache(None):                              # explicit setting wins
+        assert cache.compile_cache_dir() is None
+    monkeypatch.setenv(cache.ENV, "")
+    if before is cache._UNSET:
+        assert cache.compile_cache_dir() is None                 # empty: off
+    assert not jax.config.jax_compilation_cache_dir              # JAX's own: untouched
+
+
+def test_compile_cache_roundtrip_gives_the_same_report(tmp_path, monkeypatch, report):
+    """A second 'process' (kernels forgotten) loads both compiled kernels from the
+    folder instead of compiling, and its errors are bitwise those of the fresh compile
+    (and, to round-off, of the uncached module report's order 0)."""
+    from bea.verification import compile_cache
+
+    kw = dict(progress=False, local=False, solver="tsit5")
+    _fresh_kernels()
+    with compile_cache(tmp_path):
+        first = run_verification(gd_step, gd_field, jnp.asarray(THETA0), HS, [0], T, **kw)
+        assert len(list(tmp_path.glob("verify-*.xla"))) == 2    # iterates + flows
+        _fresh_kernels()
+
+        def no_compile(self, *a, **k):
+            raise AssertionError("compiled although the cache holds the kernel")
+
+        from jax.experimental import serialize_executable
+
+        loads = []
+        load = serialize_executable.deserialize_and_load
+        monkeypatch.setattr(jax.stages.Lowered, "compile", no_compile)
+        monkeypatch.setattr(serialize_executable, "deserialize_and_load",
+                            lambda *a, **k: loads.append(1) or load(*a, **k))
+        second = run_verification(gd_step, gd_field, jnp.asarray(THETA0), HS, [0], T, **kw)
+        assert len(loads) == 2
+    np.testing.assert_array_equal(second.errors_all, first.errors_all)
+    assert second.slopes == first.slopes and second.flags == first.flags
+    np.testing.assert_allclose(first.errors_all[0, :, 0], report.errors[0], rtol=1e-6)
+
+
+def test_compile_cache_recompiles_unreadable_entries(tmp_path):
+    from bea.verification import compile_cache
+
+    kw = dict(progress=False, local=False, solver="tsit5")
+    with compile_cache(tmp_path):
+        _fresh_kernels()
+        first = run_verification(gd_step, gd_field, jnp.asarray(THETA0), HS, [0], T, **kw)
+        entries = sorted(tmp_path.glob("verify-*.xla"))
+        for p in entries:
+            p.write_bytes(b"not an executable")
+        _fresh_kernels()
+        again = run_verification(gd_step, gd_field, jnp.asarray(THETA0), HS, [0], T, **kw)
+        assert sorted(tmp_path.glob("verify-*.xla")) == entries
+        assert all(p.stat().st_size > 1000 for p in entries)     # rewritten
+    np.testing.assert_array_equal(again.errors_all, first.errors_all)

@@ -1,7 +1,8 @@
 """The jitted kernels of a verification: discrete iterates and truncated modified flows.
 
 Both are cached on the functions they are built from, so repeated sweeps with the same
-step and field reuse their compilations.
+step and field reuse their compilations; with an opt-in cache folder
+(:mod:`bea.verification.cache`) later processes load the compiled programs from disk.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-__all__ = ["FieldFn", "StepFn", "build_discrete", "build_flow", "make_solver", "tree_dist",
-           "tree_norm"]
+from .cache import CachedKernel
+
+__all__ = ["FieldFn", "StepFn", "build_discrete", "build_flow", "flow_keys", "make_solver",
+           "tree_dist", "tree_norm"]
 
 PyTree = Any
 StepFn = Callable[[PyTree, jax.Array], PyTree]
@@ -96,7 +99,7 @@ def build_discrete(
             return project(s_n), th1
 
         fn = jax.vmap(per_point, in_axes=(0, None, None))
-    return jax.jit(fn)
+    return CachedKernel(jax.jit(fn))
 
 
 def make_solver(solver: str | diffrax.AbstractSolver) -> tuple[diffrax.AbstractSolver, str]:
@@ -108,7 +111,12 @@ def make_solver(solver: str | diffrax.AbstractSolver) -> tuple[diffrax.AbstractS
         raise ValueError(
             f"unknown solver {solver!r}; use one of {sorted(table)} or a diffrax solver"
         )
-    return table[name](), name
+    if name not in _SOLVERS:        # one (immutable) instance per name: cheap cache keys
+        _SOLVERS[name] = table[name]()
+    return _SOLVERS[name], name
+
+
+_SOLVERS: dict[str, diffrax.AbstractSolver] = {}
 
 
 @cached_builder
@@ -121,15 +129,24 @@ def build_flow(
     max_steps: int,
     local: bool,
     mode: str,
+    end_time: float | None = None,
 ) -> Callable:
     """One jitted kernel returning errors, scales and solver status for ``orders``.
 
-    ``(params0[B], hs, ns, theta_n, theta_1) -> dict`` of ``[O, K, B]`` arrays
-    (``mode='vmap'``) or ``[O, B]`` (``mode='loop'``, one ``h``).  Several orders share
+    ``(params0[B], hs, ns, theta_n, theta_1) -> [len(flow_keys(local)), O, K, B]``
+    (``mode='vmap'``) or ``[.., O, B]`` (``mode='loop'``, one ``h``): the rows named by
+    :func:`flow_keys` (errors, 0/1 solver status, scales) stacked.  Several orders share
     one compilation and one dispatch: they run one after another (``lax.map`` over an
     order index); inside, the truncated field is picked with ``lax.switch`` on that
     *unbatched* index, so it stays a real branch under ``vmap`` and order ``p`` costs
     only the terms up to ``p``.  The ODE solver is traced once for all orders.
+
+    ``end_time``: when every ``n h`` (computed in the dtype of ``hs``, as the kernel would)
+    is this one number, the global solves end at it as a compile-time constant instead
+    of the traced ``n h``: same end time, but diffrax's end-time rounding threshold
+    (``t1`` minus 100 ulps, a chain of 100 ``prevbefore``) is then folded by XLA instead
+    of compiled as one large fused kernel (~0.3-0.5 s of compilation on CPU).  A kernel
+    is then built per distinct end time (a sweep over horizons compiles once per horizon).
     """
     branches = [functools.partial(field_at_order, vfield, p) for p in orders]
 
@@ -156,7 +173,8 @@ def build_flow(
 
     def per_point(p0, h, n, th_n, th_1, idx):
         norm0 = tree_norm(p0)
-        y_T, ok_T = solve(p0, h, idx, n.astype(h.dtype) * h)
+        t1 = n.astype(h.dtype) * h if end_time is None else jnp.asarray(end_time, h.dtype)
+        y_T, ok_T = solve(p0, h, idx, t1)
         out = {
             "err": tree_dist(th_n, y_T),
             "scale": jnp.maximum(norm0, jnp.maximum(tree_norm(th_n), tree_norm(y_T))),
@@ -170,14 +188,50 @@ def build_flow(
             out["lok"] = ok_h
         return out
 
-    fn = jax.vmap(per_point, in_axes=(0, None, None, 0, 0, None))          # points
     if mode == "vmap":
-        fn = jax.vmap(fn, in_axes=(None, 0, 0, 0, 0, None))                # step sizes
+        fn = _flat_vmap(per_point)                                  # (step size, point) pairs
+    else:
+        fn = jax.vmap(per_point, in_axes=(0, None, None, 0, 0, None))      # points
+
+    keys = flow_keys(local)
 
     def all_orders(p0, hs, ns, th_n, th_1):
-        return lax.map(lambda i: fn(p0, hs, ns, th_n, th_1, i), jnp.arange(len(orders)))
+        out = lax.map(lambda i: fn(p0, hs, ns, th_n, th_1, i), jnp.arange(len(orders)))
+        dtype = out["err"].dtype                # one array, so one device-to-host copy
+        return jnp.stack([out[k].astype(dtype) for k in keys])
 
-    return jax.jit(all_orders)
+    return CachedKernel(jax.jit(all_orders))
+
+
+def flow_keys(local: bool) -> tuple[str, ...]:
+    """The rows of :func:`build_flow`'s output, in order (``ok``/``lok`` as 0/1)."""
+    return ("err", "ok", "scale", "norm0") + (("lerr", "lok", "lscale") if local else ())
+
+
+def _flat_vmap(per_point: Callable) -> Callable:
+    """``per_point`` over all ``B x K`` (point, step size) pairs as *one* ``vmap`` of a
+    flattened axis: ``(p0[B], hs[K], ns[K], th_n[K, B], th_1[K, B], idx) -> [K, B]``.
+
+    Same computation per pair as ``vmap(vmap(per_point, points), step sizes)``, but the
+    ODE solver's while loop is batched once instead of twice (half the tracing).  The
+    flat axis is point-major, so a sharding of the points stays contiguous blocks of it.
+    """
+    flat = jax.vmap(per_point, in_axes=(0, 0, 0, 0, 0, None))
+
+    def fn(p0, hs, ns, th_n, th_1, idx):
+        K, B = hs.shape[0], jax.tree.leaves(p0)[0].shape[0]
+
+        def spread(a):                                              # [B, ...] -> [B K, ...]
+            return jnp.repeat(a, K, axis=0)
+
+        def merge(a):                                               # [K, B, ...] -> [B K, ...]
+            return jnp.swapaxes(a, 0, 1).reshape(B * K, *a.shape[2:])
+
+        out = flat(jax.tree.map(spread, p0), jnp.tile(hs, B), jnp.tile(ns, B),
+                   jax.tree.map(merge, th_n), jax.tree.map(merge, th_1), idx)
+        return jax.tree.map(lambda a: jnp.swapaxes(a.reshape(B, K, *a.shape[1:]), 0, 1), out)
+
+    return fn
 
 
 def field_at_order(vfield: FieldFn, order: int, y: PyTree, h: jax.Array) -> PyTree:

@@ -166,10 +166,13 @@ def _batches_key(batches: Sequence[Any] | None) -> Any:
 
 
 def _dynamics_for(equation: ModifiedEquation, loss: Any, batches: Any, subs: dict | None,
-                  previous: Any, start_order: int) -> EquationDynamics:
+                  previous: Any, start_order: int, method_key: str | None = None
+                  ) -> EquationDynamics:
     if previous is not None:
         return EquationDynamics(equation, loss, batches, subs=subs, previous=previous)
-    key = (id(equation), equation.method.cache_key(), equation.order, id(loss),
+    if method_key is None:
+        method_key = equation.method.cache_key()
+    key = (id(equation), method_key, equation.order, id(loss),
            _batches_key(batches), start_order,
            None if subs is None else tuple(sorted((str(k), v) for k, v in subs.items())))
     got = _DYNAMICS.get(key)
@@ -185,8 +188,9 @@ def _dynamics_for(equation: ModifiedEquation, loss: Any, batches: Any, subs: dic
 _EQUATIONS: dict[Any, ModifiedEquation] = {}
 
 
-def _equation_of(method: Method, order: int) -> ModifiedEquation:
-    key = (method.cache_key(), order)
+def _equation_of(method: Method, order: int, method_key: str | None = None
+                 ) -> ModifiedEquation:
+    key = (method.cache_key() if method_key is None else method_key, order)
     if key not in _EQUATIONS:
         _EQUATIONS[key] = modified_equation(method, order)
         while len(_EQUATIONS) > 32:
@@ -250,24 +254,36 @@ def verify(what: ModifiedEquation | Method | Dynamics, loss: Any = None, params0
         _limits.check_points(points, len(hs) if hs is not None else 5, len(orders),
                              sum(np.size(x) for x in jax.tree.leaves(params0)))
         params0, batch_initial = _points(params0, points, batch_initial)
+    method_key = method.cache_key()       # once: it prints the method's parameters
     if equation is None:
-        equation = _equation_of(method, max(orders))
+        equation = _equation_of(method, max(orders), method_key)
     if hs is None:
         grid, T_auto = _auto_grid(equation, prob, subs)
         hs = grid if horizon is None else integer_step_sizes(horizon, min(grid[0], horizon / 8))
         horizon = T_auto if horizon is None else horizon
     elif horizon is None:
         horizon = prob.horizon
-    dyn = _dynamics_for(equation, loss, batches, subs, previous, max(orders) + 2)
+    dyn = _dynamics_for(equation, loss, batches, subs, previous, max(orders) + 2,
+                        method_key)
     notes = [f"method: {method.name}; problem: {prob.name}; float64 iterates and Dopri8 flows"]
     if dyn.note:
         notes.append(dyn.note)
-    dyn.problem.check_cached(
-        params0 if not batch_initial else jax.tree.map(lambda a: a[0], params0), dyn.batches)
+    dyn.problem.check_cached(params0 if not batch_initial else _first_point(params0),
+                             dyn.batches)
     return run_verification(dyn.step, dyn.modified_field, params0, hs, orders, horizon,
                             init_state=dyn.initial_state, project=dyn.params_of,
                             batch_initial=batch_initial, notes=notes, method=method.name,
                             method_order=dyn.method_order, **kw)
+
+
+def _first_point(params0: Any) -> Any:
+    """The shape and dtype of one initial point of batched ``params0`` (what the loss checks
+    need; slicing the arrays themselves costs a dispatch per leaf on every call)."""
+    def first(a: Any) -> Any:
+        if hasattr(a, "shape") and hasattr(a, "dtype") and len(a.shape) >= 1:
+            return jax.ShapeDtypeStruct(tuple(a.shape[1:]), a.dtype)
+        return a[0]
+    return jax.tree.map(first, params0)
 
 
 def _points(params0: Any, points: int, batch_initial: bool) -> tuple[Any, bool]:
