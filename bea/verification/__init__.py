@@ -18,8 +18,6 @@ This package checks both numerically, one idea per module:
   slope fits;
 * :mod:`~bea.verification.report`: :class:`ErrorTable` (one type for global and local
   errors) and :class:`VerificationReport` (text, plot, JSON);
-* :mod:`~bea.verification.cache`: an opt-in on-disk cache of the compiled kernels
-  (:func:`set_compile_cache`, ``BEA_COMPILE_CACHE``; off by default);
 * :mod:`~bea.verification.run`: :func:`run_verification`, the numerical core on plain
   ``step``/``field`` functions;
 * :mod:`~bea.verification.problems`: built-in problems; :mod:`~bea.verification.verify`:
@@ -39,7 +37,6 @@ Example
 1
 """
 
-from .cache import compile_cache, compile_cache_dir, set_compile_cache
 from .dynamics import Dynamics, expected_slopes, method_order_of
 from .fits import DIVERGED, ROUNDOFF, SOLVER_FAILED, fit_slope
 from .grid import integer_step_sizes
@@ -57,8 +54,6 @@ __all__ = [
     "ErrorTable",
     "Problem",
     "VerificationReport",
-    "compile_cache",
-    "compile_cache_dir",
     "default_problem",
     "equation_order",
     "expected_slopes",
@@ -69,6 +64,5 @@ __all__ = [
     "method_order_of",
     "run_verification",
     "series_map",
-    "set_compile_cache",
     "verify",
 ]

@@ -1,8 +1,7 @@
 """The jitted kernels of a verification: discrete iterates and truncated modified flows.
 
 Both are cached on the functions they are built from, so repeated sweeps with the same
-step and field reuse their compilations; with an opt-in cache folder
-(:mod:`bea.verification.cache`) later processes load the compiled programs from disk.
+step and field reuse their compilations.
 """
 
 from __future__ import annotations
@@ -15,8 +14,6 @@ import diffrax
 import jax
 import jax.numpy as jnp
 from jax import lax
-
-from .cache import CachedKernel
 
 __all__ = ["FieldFn", "StepFn", "build_discrete", "build_flow", "flow_keys", "make_solver",
            "tree_dist", "tree_norm"]
@@ -99,7 +96,7 @@ def build_discrete(
             return project(s_n), th1
 
         fn = jax.vmap(per_point, in_axes=(0, None, None))
-    return CachedKernel(jax.jit(fn))
+    return jax.jit(fn)
 
 
 def make_solver(solver: str | diffrax.AbstractSolver) -> tuple[diffrax.AbstractSolver, str]:
@@ -200,7 +197,7 @@ def build_flow(
         dtype = out["err"].dtype                # one array, so one device-to-host copy
         return jnp.stack([out[k].astype(dtype) for k in keys])
 
-    return CachedKernel(jax.jit(all_orders))
+    return jax.jit(all_orders)
 
 
 def flow_keys(local: bool) -> tuple[str, ...]:
