@@ -301,13 +301,12 @@ def fields_from(method: Any, *, loss: Any = None, vars: Any = None,
         pv = [parse_vars(v) for v in vars]
         names = {str(v): v for group in pv for v in group}
         losses = list(loss) if isinstance(loss, (list, tuple)) else [loss]
-        if len(losses) == 1:
-            # zero-sum shorthand: L_2 = -L_1
-            losses = [losses[0], f"-({losses[0]})" if isinstance(losses[0], str)
-                      else -sympy.sympify(losses[0])]
         table = SymbolTable([v for group in pv for v in group], method.parameters,
                             method.name)
-        return block_gradient_fields([_expr(L, names, table) for L in losses], pv)
+        exprs = [_expr(L, names, table) for L in losses]
+        if len(exprs) == 1:   # zero-sum shorthand: L_2 = -L_1 (after the safe parse)
+            exprs = [exprs[0], -exprs[0]]
+        return block_gradient_fields(exprs, pv)
     losses = list(loss) if isinstance(loss, (list, tuple)) else [loss]
     V = _vars(vars, losses)
     table = SymbolTable(V, method.parameters, method.name)

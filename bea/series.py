@@ -319,9 +319,10 @@ def _modified_field_rational(a: BSeries,
         nums: list[int] = []
         g_w = G                        # gcd of the Lie powers' numerators and G
         g_b = G * nfact * A            # gcd of the b numerators and their denominator
+        last = n == a.max_order   # nothing is built on the top order's trees: keep less
         for t in trees:
             vals = [0] * (n - 1)
-            for pruned, rest, m in T.single_cuts(t):
+            for pruned, rest, m in T.single_cuts(t, keep=not last):
                 bp = B.get(pruned)
                 if not bp:
                     continue
@@ -338,7 +339,7 @@ def _modified_field_rational(a: BSeries,
                 if x:
                     num -= x * div[k + 2]
                     g_w = math.gcd(g_w, x)
-            rows.append(vals)
+            rows.append(None if last else vals)
             nums.append(num)
             if num:
                 g_b = math.gcd(g_b, num)
@@ -349,8 +350,12 @@ def _modified_field_rational(a: BSeries,
         for t, vals, num in zip(trees, rows, nums, strict=True):
             bn = num // g_b
             if bn:
-                B[t] = bn
                 out[t] = dom(bn, Qn)
+                if last:
+                    continue
+                B[t] = bn
+            elif last:
+                continue
             row = [bn * zb, *[x // g_w * zw for x in vals]]
             while row and not row[-1]:
                 row.pop()

@@ -183,7 +183,7 @@ def trees_up_to(n: int, ncolors: int = 1) -> list[int]:
 _CUTS: dict[int, tuple[tuple[int, int, int], ...]] = {}
 
 
-def single_cuts(t: int) -> tuple[tuple[int, int, int], ...]:
+def single_cuts(t: int, keep: bool = True) -> tuple[tuple[int, int, int], ...]:
     """All ways to cut one edge of ``t``: tuples ``(pruned, rest, multiplicity)``.
 
     ``pruned`` is the subtree below the cut edge, ``rest`` what stays with the root.
@@ -213,7 +213,8 @@ def single_cuts(t: int) -> tuple[tuple[int, int, int], ...]:
             k1 = (pruned, intern(c, key[1]) if rid is None else rid)
             acc[k1] = acc.get(k1, 0) + m * k
     out = tuple((p, r, m) for (p, r), m in acc.items())
-    _CUTS[t] = out
+    if keep:   # keep=False: the caller needs t's cuts once (trees of the top order)
+        _CUTS[t] = out
     return out
 
 

@@ -48,6 +48,7 @@ BEA_ONLY_A = [15, 16]
 ORDERS_B = [4, 5, 6, 7]
 LOSS = "(x*y - 1)**2/2 + x**4/4"
 TARGETS_A = {13: 1.0, 15: 8.0, 16: 30.0}  # seconds, bea, fresh process (issue 20: p = 12, 14, 15)
+TARGET_RSS_MB_A = {16: 1024.0}             # and p = 15 in < 1 GB (peak RSS of the process)
 TARGET_B_RATIO = 30.0   # issue 20: bea at least 30x faster than the BSeries call, p >= 6
 TARGET_B_FROM = 6
 
@@ -100,6 +101,8 @@ def a_bea(n: int) -> dict:
     t0 = time.perf_counter()
     b = bea.modified_equation(methods.explicit_midpoint(), n - 1, max_trees=big).series
     cold = time.perf_counter() - t0
+    import resource  # peak resident memory of this process so far (Linux: KiB)
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     # warm: same process, trees interned; a new method name misses the series cache
     half = sympy.Rational(1, 2)
@@ -112,7 +115,8 @@ def a_bea(n: int) -> dict:
 
     memo: dict[int, str] = {}
     coeffs = {key_bea(t, memo): frac(b.domain.to_sympy(b[t])) for t in T.trees_up_to(n)}
-    return {"time": cold, "warm": min(warm), "import": t_import, "coeffs": coeffs}
+    return {"time": cold, "warm": min(warm), "import": t_import, "peak_rss_mb": rss_mb,
+            "coeffs": coeffs}
 
 
 def a_bseries(n: int) -> dict:
@@ -465,6 +469,10 @@ def main(argv: list[str] | None = None) -> int:
                 if n in TARGETS_A:
                     row["target_s"] = TARGETS_A[n]
                     row["target_met"] = ref["time"] < TARGETS_A[n]
+                    if n in TARGET_RSS_MB_A:
+                        row["target_rss_mb"] = TARGET_RSS_MB_A[n]
+                        row["target_met"] = row["target_met"] and ref.get(
+                            "peak_rss_mb", float("inf")) < TARGET_RSS_MB_A[n]
             rows_a.append(row)
         result["a"] = rows_a
 
@@ -552,7 +560,7 @@ def render_markdown(res: dict, libs: list[str]) -> str:
             f = res["a_from"]
             lines += [f"From an earlier run: commit {f['commit']}, {f['created']}, load "
                       f"{f['load'][0]} -> {f['load'][1]}.", ""]
-        hdr = ["N", "trees", "bea", "bea warm"]
+        hdr = ["N", "trees", "bea", "bea warm", "bea peak RSS"]
         for lib in others:
             hdr += [lib, f"{lib}/bea", f"{lib} agrees"]
         hdr += ["target (bea)"]
@@ -560,12 +568,16 @@ def render_markdown(res: dict, libs: list[str]) -> str:
         for row in res["a"]:
             cells = [str(row["order"]), f"{row.get('trees', '-'):,}"
                      if isinstance(row.get("trees"), int) else "-",
-                     fmt_t(row["bea"]), fmt_t(row["bea"], "warm")]
+                     fmt_t(row["bea"]), fmt_t(row["bea"], "warm"),
+                     f"{row['bea']['peak_rss_mb']:.0f} MB" if "peak_rss_mb" in row["bea"]
+                     else "-"]
             for lib in others:
                 cells += [fmt_t(row.get(lib)), fmt_ratio(row.get(f"{lib}_over_bea")),
                           _agree(row, lib)]
             if "target_s" in row:
-                cells.append(f"< {row['target_s']:g} s: "
+                mem = (f", < {row['target_rss_mb'] / 1024:g} GB" if "target_rss_mb" in row
+                       else "")
+                cells.append(f"< {row['target_s']:g} s{mem}: "
                              + ("met" if row["target_met"] else "MISSED"))
             else:
                 cells.append("-")

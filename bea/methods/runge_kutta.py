@@ -110,7 +110,8 @@ class AdditiveRungeKutta(Method):
                         v += x * y
                 if v:
                     out[t] = v
-            psi[t] = p_t
+            if T.order(t) < max_order:   # no tree above the top order needs its weights
+                psi[t] = p_t
         return S.BSeries(dom, self.ncolors, max_order, dom.one, out)
 
     def step(self, fields, state, h, *, implicit_iters: int = 200, implicit_tol: float = 1e-14):
