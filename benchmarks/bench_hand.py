@@ -42,6 +42,22 @@ from _markdown import table
 from bench_compile import make_problem, timeit
 
 
+def hand_derivatives(loss, data, hvp_mode):
+    """``(grad, hvp)`` of ``q -> loss(q, data)``: ``hvp(q, v) = H(q) v`` by ``jvp`` of
+    ``grad`` (``"forward-over-reverse"``) or ``grad`` of ``jvp``
+    (``"reverse-over-forward"``)."""
+    import jax
+
+    grad = jax.grad(lambda q: loss(q, data))
+
+    def hvp(q, v):
+        if hvp_mode == "reverse-over-forward":
+            return jax.grad(lambda r: jax.jvp(lambda t: loss(t, data), (r,), (v,))[1])(q)
+        return jax.jvp(grad, (q,), (v,))[1]
+
+    return grad, hvp
+
+
 def hand_field(loss, order, hvp_mode="forward-over-reverse"):
     """The hand-merged GD field through ``order`` (module docstring); Hessian-vector
     products by ``jvp`` of ``grad`` (``hvp_mode="forward-over-reverse"``) or ``grad`` of
@@ -52,13 +68,8 @@ def hand_field(loss, order, hvp_mode="forward-over-reverse"):
         return jax.tree.map(f, *ts)
 
     def field(p, h, data):
-        grad = jax.grad(lambda q: loss(q, data))
+        grad, hvp = hand_derivatives(loss, data, hvp_mode)
         g = grad(p)
-
-        def hvp(q, v):
-            if hvp_mode == "reverse-over-forward":
-                return jax.grad(lambda r: jax.jvp(lambda t: loss(t, data), (r,), (v,))[1])(q)
-            return jax.jvp(grad, (q,), (v,))[1]
 
         if order == 0:
             return tmap(lambda a: -a, g)

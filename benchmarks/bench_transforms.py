@@ -39,7 +39,7 @@ import time
 from _machine import begin_run, machine_info, machine_line, write_results
 from _markdown import table
 from bench_compile import make_problem, timeit
-from bench_hand import small_problem
+from bench_hand import hand_derivatives, small_problem
 
 
 def hand_update(loss, kind, hvp_mode):
@@ -50,13 +50,8 @@ def hand_update(loss, kind, hvp_mode):
         return jax.tree.map(f, *ts)
 
     def u(p, h, data):
-        grad = jax.grad(lambda q: loss(q, data))
+        grad, hvp = hand_derivatives(loss, data, hvp_mode)
         g = grad(p)
-
-        def hvp(q, v):
-            if hvp_mode == "reverse-over-forward":
-                return jax.grad(lambda r: jax.jvp(lambda t: loss(t, data), (r,), (v,))[1])(q)
-            return jax.jvp(grad, (q,), (v,))[1]
 
         def d3(a, b):   # D^3 L[a, b, .]
             return jax.jvp(lambda q: hvp(q, a), (p,), (b,))[1]
