@@ -22,8 +22,10 @@ from . import render as R
 from . import series as S
 from . import trees as T
 from .cache import cached_modified_field
+from .concrete import ConcreteFields, evaluate_terms, fields_from
 from .methods import Method, check_order
 from .methods import gd as _gd
+from .symbol_table import bind_values
 
 #: The step-size symbol of every derived object (``bea.h``): powers of ``h`` in
 #: ``evaluate(..., summed=True)`` are written with it unless ``h=`` gives another symbol.
@@ -155,8 +157,6 @@ class ModifiedEquation(R.PrintsItself):
         ``h`` when ``summed=True``: ``bea.h`` (``Symbol('h', positive=True)``), or the
         symbol (or number) given as ``h=``, e.g. your own ``Symbol('h')``.
         """
-        from .concrete import ConcreteFields, evaluate_terms, fields_from
-        from .symbol_table import bind_values
 
         subs = bind_values(subs, self.parameters, "subs")
         F = fields if isinstance(fields, ConcreteFields) else fields_from(
@@ -174,7 +174,6 @@ class ModifiedEquation(R.PrintsItself):
         """Jitted, Hessian-free JAX field on losses ``L(params, batch)`` (or general
         ``fields``); see :class:`bea.compile.CompiledModifiedEquation`."""
         from .compile import compile_equation
-        from .symbol_table import bind_values
 
         subs = bind_values(subs, self.parameters, "subs") or None
         return compile_equation(self, loss, fields=fields, subs=subs, orders=orders)

@@ -9,7 +9,11 @@ from typing import Any
 
 import sympy
 
+# numbers and symbol_table are sympy-only and import no method: imported here, not
+# inside the functions (their first import used to land in a user's first timed call)
 from .. import series as S
+from ..numbers import check_finite_real, exact
+from ..symbol_table import bind_method, check_name, method_identity
 
 Number = Any  # int, float, Fraction, sympy expression or symbol
 
@@ -21,9 +25,6 @@ def as_parameter(x: Number) -> sympy.Expr:
     """A method parameter or tableau entry: an exact number (:func:`bea.numbers.exact`:
     floats as the decimal typed, float32 exactly with a warning, nan/inf refused) or a
     sympy expression in named symbols (not ``h``, the step size)."""
-    from ..numbers import check_finite_real, exact
-    from ..symbol_table import check_name
-
     if isinstance(x, str) and x.strip().isidentifier():
         raise TypeError(f"use sympy.Symbol({x.strip()!r}) (or bea.methods.symbols) for a "
                         f"symbolic parameter")
@@ -79,14 +80,12 @@ class Method(abc.ABC):
 
     def cache_key(self) -> str:
         """Structural identity (class, repr, parameters with their assumptions)."""
-        from ..symbol_table import method_identity
 
         return method_identity(self)
 
     def bind(self, **values: Number) -> Method:
         """This method with symbolic parameters fixed: ``heavy_ball().bind(beta=0.9)``
         (names matched by name; values exact, see :func:`bea.symbol_table.bind_method`)."""
-        from ..symbol_table import bind_method
 
         return bind_method(self, **values)
 
