@@ -540,11 +540,15 @@ class CompiledModifiedLoss:
         if self._reg_sums is None:
             raise ValueError(f"{self.ml.method.name} is a game: each player has its own "
                              f"regulariser; differentiate regularizer(..., player=p)")
-        bound = self.problem.bind(None if batches is None else tuple(batches))
+        bt = None if batches is None else tuple(batches)
+        bound = self.problem.bind(bt)
         if static is not None:
             import equinox as eqx
 
+            self.problem.check_cached(eqx.combine(params, static), bt)
             bound = [lambda d, f=f: f(eqx.combine(d, static)) for f in bound]
+        else:
+            self.problem.check_cached(params, bt)
         return tu.tree_scale(-1.0, self._reg_sums.factorised_total(params, h, losses=bound))
 
     __call__ = loss

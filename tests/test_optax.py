@@ -529,3 +529,13 @@ def test_heavy_ball_drift_correction_needs_a_consistent_momentum_start():
         slopes[consistent] = rep.slopes[1]
     assert abs(slopes[True] - 2) < 0.3, slopes
     assert slopes[False] < 1.5, slopes
+
+
+def test_modified_loss_term_names_a_non_scalar_loss():
+    # the regulariser's gradient comes from the modified field (no reverse pass through
+    # the compiled loss): the loss checks still run first and name the problem
+    tx = optax.chain(bo.explicit_regularizer(modified_loss(M.gd(), 1), -1.0, learning_rate=0.1,
+                                             loss_fn=lambda p: p ** 2), optax.sgd(0.1))
+    p = jnp.ones(3)
+    with pytest.raises(ValueError, match="must return a scalar"):
+        tx.update(p, tx.init(p), p)
