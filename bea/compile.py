@@ -214,6 +214,21 @@ def numeric_coefficient(coef: sympy.Expr, subs: dict | None, what: str) -> float
     return float(c)
 
 
+def equation_sums(equation: Any, orders: Sequence[int], subs: dict | None = None) -> TreeSums:
+    """The :class:`TreeSums` of ``equation``'s terms ``f_k``, ``k`` in ``orders`` (powers
+    ``h^k``), coefficients as floats (symbols given by ``subs``), zero terms left out."""
+    rows = []
+    for k in orders:
+        row = []
+        for term in equation.terms(k):
+            c = numeric_coefficient(term.coefficient, subs,
+                                    f"the coefficient of {T.bracket(term.tree)}")
+            if c != 0.0:
+                row.append((term.tree, c))
+        rows.append(row)
+    return TreeSums(rows, orders)
+
+
 def _leaf_signature(v: Any) -> Any:
     try:
         return v.shape, v.dtype
@@ -326,16 +341,7 @@ class CompiledModifiedEquation:
         self.equation = equation
         self.problem = BoundProblem(equation.method, loss, fields)
         self.orders = list(range(equation.order + 1)) if orders is None else list(orders)
-        rows = []
-        for k in self.orders:
-            row = []
-            for term in equation.terms(k):
-                c = numeric_coefficient(term.coefficient, subs,
-                                        f"the coefficient of {T.bracket(term.tree)}")
-                if c != 0.0:
-                    row.append((term.tree, c))
-            rows.append(row)
-        self.sums = TreeSums(rows, self.orders)
+        self.sums = equation_sums(equation, self.orders, subs)
         self.dag = self.sums.dag
         self._terms = jax.jit(self._terms_impl)
         self._field = jax.jit(self.evaluate, static_argnames=("order",))
@@ -393,7 +399,7 @@ class CompiledModifiedEquation:
         modes = kernels.elementary.AD_MODES
         first = ("reverse-over-forward", "forward-over-reverse")
         pairs = [first] + [(a, b) for a in modes for b in modes if (a, b) != first]
-        hj = jnp.asarray(h)
+        hj = _step_arg(h)   # as field() passes it
         bt = None if batches is None else tuple(batches)
         sums = self.sums
 
@@ -467,18 +473,8 @@ class CompiledModifiedLoss:
         self.dag = TreeDAG(roots)
         self.spec = spec
         self._loss = jax.jit(self._loss_impl, static_argnames=("group", "skip0"))
-        # -grad L~ is the modified field (the split's defining identity, stop-gradients
-        # included), so grad of the regulariser is -(sum_{k>=1} h^k f_k): the field's
-        # factorised plan, not a reverse pass through the loss's elementary differentials
-        # (issue 20: 1.9x a hand-written step that way on a 1e5-parameter MLP)
-        self._reg_sums = None
-        if not modified_loss.players:
-            eq = modified_loss.equation
-            ks = [k for k in self.orders if k >= 1]
-            rows = [[(term.tree, c) for term in eq.terms(k) if (c := numeric_coefficient(
-                term.coefficient, subs, f"the coefficient of {T.bracket(term.tree)}")) != 0.0]
-                for k in ks]
-            self._reg_sums = TreeSums(rows, ks)
+        self._subs = subs
+        self._reg_sums: TreeSums | None = None   # built by regularizer_gradient when used
 
     def _loss_impl(self, params, h, batches, group, skip0):
         bound = self.problem.bind(batches)
@@ -537,9 +533,16 @@ class CompiledModifiedLoss:
         (the ``bea.optax`` transforms do).  ``static``: leaves held fixed, the loss seeing
         ``equinox.combine(params, static)`` (``equinox.partition``'d models).  Shared
         parameters only (games: one regulariser per player, use ``jax.grad``)."""
-        if self._reg_sums is None:
+        if self.ml.players:
             raise ValueError(f"{self.ml.method.name} is a game: each player has its own "
                              f"regulariser; differentiate regularizer(..., player=p)")
+        if self._reg_sums is None:
+            # -grad L~ is the modified field (the split's defining identity, stop-gradients
+            # included), so grad of the regulariser is -(sum_{k>=1} h^k f_k): the field's
+            # factorised plan, not a reverse pass through the loss's elementary
+            # differentials (issue 20: 1.9x a hand-written step that way, 1e5-param MLP)
+            self._reg_sums = equation_sums(self.ml.equation,
+                                           [k for k in self.orders if k >= 1], self._subs)
         bt = None if batches is None else tuple(batches)
         bound = self.problem.bind(bt)
         if static is not None:

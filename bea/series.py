@@ -289,7 +289,7 @@ def _modified_field_rational(a: BSeries,
     ``G_n n! A_n`` (``A_n`` the common denominator of the ``a`` of order ``n``).  Each
     order's denominators are then reduced to the lcm of the true ones (one gcd over the
     order's numerators), so the integers stay as small as the coefficients themselves.
-    Exact: the result equals :func:`_lie_solve`'s term by term (tests/test_series.py).
+    Exact: the result equals :func:`_lie_solve`'s term by term (tests/test_core.py).
     """
     dom = a.domain
     coeffs = a.coeffs
@@ -351,11 +351,10 @@ def _modified_field_rational(a: BSeries,
             bn = num // g_b
             if bn:
                 out[t] = dom(bn, Qn)
-                if last:
-                    continue
-                B[t] = bn
-            elif last:
+            if last:
                 continue
+            if bn:
+                B[t] = bn
             row = [bn * zb, *[x // g_w * zw for x in vals]]
             while row and not row[-1]:
                 row.pop()

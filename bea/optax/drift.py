@@ -17,7 +17,7 @@ import optax
 import kernels
 
 from .. import methods as M
-from ..compile import TreeSums, numeric_coefficient
+from ..compile import TreeSums, equation_sums
 from ..modified import modifying_equation
 from .transform import (
     MISSING,
@@ -43,10 +43,7 @@ def _corrections(method: M.Method, order: int) -> TreeSums:
         names = ", ".join(sorted(map(str, method.parameters)))
         raise ValueError(f"{method.name} has symbolic parameters ({names}): pass numbers, "
                          f"e.g. heavy_ball(0.9)")
-    me = modifying_equation(method, order)
-    rows = [[(t.tree, numeric_coefficient(t.coefficient, None, f"f_{k}")) for t in me.terms(k)]
-            for k in range(1, order + 1)]
-    return TreeSums(rows, range(1, order + 1))
+    return equation_sums(modifying_equation(method, order), range(1, order + 1))
 
 
 def drift_correction(method: M.Method | None = None, order: int = 1,
