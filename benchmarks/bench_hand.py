@@ -91,6 +91,35 @@ def hand_field(loss, order, hvp_mode="forward-over-reverse"):
     return field
 
 
+def timed_rounds(fns, rounds, budget):
+    """``{name: [median seconds per round]}``: every function timed once per round,
+    round after round, so background load hits them alike."""
+    times = {k: [] for k in fns}
+    for _ in range(rounds):
+        for k, f in fns.items():
+            times[k].append(timeit(f, budget=budget)["median_s"])
+    return times
+
+
+def faster_per_round(a, b):
+    """The faster of two variants, round by round (e.g. the two hand-written HVP modes)."""
+    return [min(x, y) for x, y in zip(a, b, strict=True)]
+
+
+def median_ratio(num, den):
+    """Median over rounds of ``num / den`` (both timed in the same rounds)."""
+    return statistics.median(x / y for x, y in zip(num, den, strict=True))
+
+
+def problems(quick):
+    """``(label, params, loss, data, n)``: the small float64 net, then the float32 MLPs."""
+    sp, sl, sd, _, sn = small_problem()
+    yield "small 64-512-1 (float64)", sp, sl, sd, sn
+    for target in ([30_000] if quick else [100_000, 1_000_000]):
+        params, loss, data, sizes, n = make_problem(target)
+        yield f"MLP {sizes} (float32)", params, loss, data, n
+
+
 def small_problem():
     import jax
     import jax.numpy as jnp
@@ -142,19 +171,12 @@ def compare(name, params, loss, data, n, orders, rounds, budget):
         diff = max(float(tu.tree_norm(jax.tree.map(lambda a, b: a - b, outs[k],
                                                    outs["hand fr"])))
                    for k in ("bea", "bea tuned", "per tree", "hand rf")) / scale
-        times = {k: [] for k in fns}
-        for _ in range(rounds):
-            for k, f in fns.items():
-                times[k].append(timeit(f, budget=budget)["median_s"])
+        times = timed_rounds(fns, rounds, budget)
         # the fastest hand-written version, round by round
-        times["hand"] = [min(a, b) for a, b in zip(times["hand fr"], times["hand rf"],
-                                                   strict=True)]
-        r_hand = statistics.median(b / a for b, a in zip(times["bea"], times["hand"],
-                                                         strict=True))
-        r_tree = statistics.median(b / a for b, a in zip(times["per tree"], times["hand"],
-                                                         strict=True))
-        r_tuned = statistics.median(b / a for b, a in zip(times["bea tuned"], times["hand"],
-                                                          strict=True))
+        times["hand"] = faster_per_round(times["hand fr"], times["hand rf"])
+        r_hand = median_ratio(times["bea"], times["hand"])
+        r_tree = median_ratio(times["per tree"], times["hand"])
+        r_tuned = median_ratio(times["bea tuned"], times["hand"])
         row = {"problem": name, "params": n, "order": p, "nodes": len(s.dag.nodes),
                "plan_evaluations": s.plan(tuple(range(p + 1)), True, True).applies,
                "bea_ms": 1e3 * statistics.median(times["bea"]),
@@ -183,12 +205,9 @@ def main(argv=None) -> int:
     jax.config.update("jax_enable_x64", True)   # the small float64 net; MLPs stay float32
     t0 = time.perf_counter()
     rounds, budget = (2, 0.5) if args.quick else (5, 1.0)
-    sp, sl, sd, _, sn = small_problem()
-    rows = compare("small 64-512-1 (float64)", sp, sl, sd, sn, [1, 2, 3], rounds, budget)
-    for target in ([30_000] if args.quick else [100_000, 1_000_000]):
-        params, loss, data, sizes, n = make_problem(target)
-        rows += compare(f"MLP {sizes} (float32)", params, loss, data, n, [1, 2, 3],
-                        rounds, budget)
+    rows = []
+    for name, params, loss, data, n in problems(args.quick):
+        rows += compare(name, params, loss, data, n, [1, 2, 3], rounds, budget)
     info = machine_info(load)
     res = {"rows": rows, "machine": info, "wall_s": time.perf_counter() - t0,
            "quick": args.quick}

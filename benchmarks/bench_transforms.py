@@ -38,8 +38,7 @@ import time
 
 from _machine import begin_run, machine_info, machine_line, write_results
 from _markdown import table
-from bench_compile import make_problem, timeit
-from bench_hand import hand_derivatives, small_problem
+from bench_hand import faster_per_round, hand_derivatives, median_ratio, problems, timed_rounds
 
 
 def hand_update(loss, kind, hvp_mode):
@@ -151,18 +150,11 @@ def compare(name, params, loss, data, n, rounds, budget, only=None):
         diff = max(float(tu.tree_norm(jax.tree.map(lambda a, b: a - b, outs[k],
                                                    outs["hand fr"])))
                    for k in ("bea", "hand rf")) / scale
-        times = {k: [] for k in fns}
-        for _ in range(rounds):
-            for k, f in fns.items():
-                times[k].append(timeit(f, budget=budget)["median_s"])
-        times["hand"] = [min(a, b) for a, b in zip(times["hand fr"], times["hand rf"],
-                                                   strict=True)]
-        times["guarded"] = [min(a, b) for a, b in zip(times["guarded fr"],
-                                                      times["guarded rf"], strict=True)]
-        ratio = statistics.median(b / a for b, a in zip(times["bea"], times["hand"],
-                                                        strict=True))
-        ratio_g = statistics.median(b / a for b, a in zip(times["bea"], times["guarded"],
-                                                          strict=True))
+        times = timed_rounds(fns, rounds, budget)
+        times["hand"] = faster_per_round(times["hand fr"], times["hand rf"])
+        times["guarded"] = faster_per_round(times["guarded fr"], times["guarded rf"])
+        ratio = median_ratio(times["bea"], times["hand"])
+        ratio_g = median_ratio(times["bea"], times["guarded"])
         row = {"problem": name, "params": n, "transform": label, "update": kind,
                "bea_ms": 1e3 * statistics.median(times["bea"]),
                "hand_ms": 1e3 * statistics.median(times["hand"]),
@@ -190,11 +182,9 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     only = [s for s in args.only.split(",") if s]
     rounds, budget = (2, 0.5) if args.quick else (5, 1.0)
-    sp, sl, sd, _, sn = small_problem()
-    rows = compare("small 64-512-1 (float64)", sp, sl, sd, sn, rounds, budget, only)
-    for target in ([30_000] if args.quick else [100_000, 1_000_000]):
-        params, loss, data, sizes, n = make_problem(target)
-        rows += compare(f"MLP {sizes} (float32)", params, loss, data, n, rounds, budget, only)
+    rows = []
+    for name, params, loss, data, n in problems(args.quick):
+        rows += compare(name, params, loss, data, n, rounds, budget, only)
     info = machine_info(load)
     res = {"rows": rows, "machine": info, "wall_s": time.perf_counter() - t0,
            "quick": args.quick}
