@@ -166,12 +166,10 @@ def _batches_key(batches: Sequence[Any] | None) -> Any:
 
 
 def _dynamics_for(equation: ModifiedEquation, loss: Any, batches: Any, subs: dict | None,
-                  previous: Any, start_order: int, method_key: str | None = None
-                  ) -> EquationDynamics:
+                  previous: Any, start_order: int, method_key: str) -> EquationDynamics:
+    """``method_key``: ``equation.method.cache_key()``, computed once by the caller."""
     if previous is not None:
         return EquationDynamics(equation, loss, batches, subs=subs, previous=previous)
-    if method_key is None:
-        method_key = equation.method.cache_key()
     key = (id(equation), method_key, equation.order, id(loss),
            _batches_key(batches), start_order,
            None if subs is None else tuple(sorted((str(k), v) for k, v in subs.items())))
@@ -188,9 +186,9 @@ def _dynamics_for(equation: ModifiedEquation, loss: Any, batches: Any, subs: dic
 _EQUATIONS: dict[Any, ModifiedEquation] = {}
 
 
-def _equation_of(method: Method, order: int, method_key: str | None = None
-                 ) -> ModifiedEquation:
-    key = (method.cache_key() if method_key is None else method_key, order)
+def _equation_of(method: Method, order: int, method_key: str) -> ModifiedEquation:
+    """``method_key``: ``method.cache_key()``, computed once by the caller."""
+    key = (method_key, order)
     if key not in _EQUATIONS:
         _EQUATIONS[key] = modified_equation(method, order)
         while len(_EQUATIONS) > 32:
