@@ -29,7 +29,7 @@ from sympy.polys.rings import PolyRing
 from . import trees as T
 from .methods import block_names
 from .parse import parse_expr, parse_vars
-from .symbol_table import SymbolTable, exact_subs, substitute
+from .symbol_table import SymbolTable, as_expr, exact_subs, substitute
 
 
 class _PolyFields:
@@ -56,7 +56,7 @@ class _PolyFields:
               ) -> _PolyFields | None:
         """The polynomial form of ``fields``, or None when some component is not a
         polynomial over ``QQ`` in the coordinates and parameters (or holds floats)."""
-        exprs = [sympy.sympify(e) for f in fields for e in f]
+        exprs = [sympy.sympify(e, strict=True) for f in fields for e in f]
         if any(e.has(sympy.Float) for e in exprs):
             return None   # keep floats as the user wrote them (the Expr path does)
         params: set[sympy.Symbol] = set()
@@ -237,7 +237,7 @@ def _has_params(e: sympy.Expr, vars: Sequence[sympy.Symbol]) -> bool:
 def gradient_fields(losses: Sequence[Any], vars: Sequence[sympy.Symbol]) -> ConcreteFields:
     """``f_c = -grad L_c`` on shared coordinates."""
     vars = tuple(vars)
-    Ls = [sympy.sympify(L) for L in losses]
+    Ls = [as_expr(L) for L in losses]
     fs = [sympy.Matrix([-sympy.diff(L, x) for x in vars]) for L in Ls]
     return ConcreteFields(vars, fs, losses=Ls)
 
@@ -259,7 +259,7 @@ def block_gradient_fields(losses: Sequence[Any],
             idx.append(len(allv))
             allv.append(v)
         blocks.append(tuple(idx))
-    Ls = [sympy.sympify(L) for L in losses]
+    Ls = [as_expr(L) for L in losses]
     fs = []
     for c, L in enumerate(Ls):
         fs.append(sympy.Matrix([-sympy.diff(L, x) if i in blocks[c] else sympy.S.Zero

@@ -25,7 +25,7 @@ from .cache import cached_modified_field
 from .concrete import ConcreteFields, evaluate_terms, fields_from
 from .methods import Method, check_order
 from .methods import gd as _gd
-from .symbol_table import bind_values
+from .symbol_table import bind_values, step_symbol
 
 #: The step-size symbol of every derived object (``bea.h``): powers of ``h`` in
 #: ``evaluate(..., summed=True)`` are written with it unless ``h=`` gives another symbol.
@@ -163,7 +163,7 @@ class ModifiedEquation(R.PrintsItself):
             self.method, loss=loss, vars=vars, fields=fields)
         out = evaluate_terms(F, [self._row(k) for k in range(self.order + 1)], subs=subs)
         if summed:
-            hh = self.h if h is None else sympy.sympify(h)
+            hh = self.h if h is None else step_symbol(h)
             return sum((hh ** k * out[k] for k in range(len(out))),
                        sympy.zeros(*out[0].shape))
         return out

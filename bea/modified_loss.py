@@ -41,6 +41,7 @@ from . import render as R
 from . import trees as T
 from .methods import Method, block_names, check_order
 from .modified import ModifiedEquation, modified_equation
+from .symbol_table import step_symbol
 
 
 class sg(sympy.Function):  # noqa: N801 - printed name
@@ -356,7 +357,7 @@ class ModifiedLoss(R.PrintsItself):
                 acc = self.prefactor * acc   # the loss itself: theta' = -grad L~
             out.append(sympy.expand(acc))
         if summed:
-            hh = self.h if h is None else sympy.sympify(h)
+            hh = self.h if h is None else step_symbol(h)
             return sum((hh ** k * out[k] for k in range(len(out))), sympy.S.Zero)
         return out
 

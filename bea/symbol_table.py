@@ -32,7 +32,8 @@ import sympy
 from .numbers import exact
 
 __all__ = ["SymbolError", "SymbolTable", "STEP", "RESERVED", "check_name", "substitute",
-           "bind_values", "bind_method", "method_identity", "require_numeric"]
+           "bind_values", "bind_method", "method_identity", "require_numeric", "as_expr",
+           "step_symbol"]
 
 #: the step size symbol's name (``ModifiedEquation.h``)
 STEP = "h"
@@ -107,7 +108,7 @@ class SymbolTable:
     def adopt(self, expr: Any, what: str = "the loss") -> sympy.Expr:
         """``expr`` with its symbols replaced, by name, by the table's variables; a free
         symbol named like a parameter or ``h`` is a :class:`SymbolError`."""
-        e = _as_expr(expr)
+        e = as_expr(expr)
         rep = {}
         for s in e.free_symbols:
             if not isinstance(s, sympy.Symbol):
@@ -151,7 +152,17 @@ def bind_values(values: Mapping[Any, Any] | None, parameters: Iterable[sympy.Sym
     return out
 
 
-def _as_expr(expr: Any) -> sympy.Expr:
+def step_symbol(h: Any) -> sympy.Expr:
+    """The ``h=`` of an ``evaluate(..., summed=True)``: a sympy symbol or expression, or a
+    number; a string is refused (``sympy.Symbol('h')`` says what it means)."""
+    if isinstance(h, str):
+        hint = f" (e.g. sympy.Symbol({h.strip()!r}))" if h.strip().isidentifier() else ""
+        raise TypeError(f"h={h!r}: give a sympy symbol{hint} or a number, not a string "
+                        f"(strings are never parsed here)")
+    return as_expr(h)
+
+
+def as_expr(expr: Any) -> sympy.Expr:
     """A sympy object as it is; a Python number converted; never a string (``strict``
     sympify parses nothing: strings go through :mod:`bea.parse`)."""
     if isinstance(expr, sympy.Basic):
@@ -165,7 +176,7 @@ def _as_expr(expr: Any) -> sympy.Expr:
 def substitute(expr: Any, values: Mapping[str, sympy.Expr] | None) -> sympy.Expr:
     """Replace symbols by name with already exact ``values`` (``xreplace``, never
     ``subs``: nothing is parsed or evaluated)."""
-    e = _as_expr(expr)
+    e = as_expr(expr)
     if not values:
         return e
     rep = {s: values[s.name] for s in e.free_symbols

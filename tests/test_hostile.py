@@ -45,6 +45,23 @@ def test_subs_string_never_executes(tmp_path):
     assert not canary.exists()
 
 
+def test_step_symbol_string_never_parsed(tmp_path):
+    # evaluate(..., summed=True, h=...) takes a sympy symbol or a number; a string was
+    # once handed to sympy.sympify
+    from bea import modified_loss
+
+    canary = tmp_path / "canary"
+    payload = f"__import__('os').system('touch {canary}')"
+    for obj in (modified_equation(M.gd(), 1), modified_loss(M.gd(), 1)):
+        with pytest.raises(TypeError, match="not a string"):
+            obj.evaluate("x**2", "x", summed=True, h=payload)
+        with pytest.raises(TypeError, match=r"sympy.Symbol\('k'\)"):
+            obj.evaluate("x**2", "x", summed=True, h="k")
+    assert not canary.exists()
+    k = sp.Symbol("k")
+    assert modified_equation(M.gd(), 1).evaluate("x**2", "x", summed=True, h=k)[0].has(k)
+
+
 # 2. silent wrong answers ---------------------------------------------------------------
 
 def test_plain_user_symbols_match_by_name():
