@@ -130,3 +130,103 @@ def test_tune_ad_mode_keeps_the_field_and_picks_the_fastest_pair(monkeypatch):
     _close(c.field(P, 0.2), want)
     assert seen, "the tuned field was not traced anew"
     assert all(mode == chosen[k >= 2] for k, mode in seen)
+
+
+def _mlp_problem():
+    k1, k2, k3 = jax.random.split(jax.random.PRNGKey(1), 3)
+    params = [jax.random.normal(k1, (8, 24)) / 3.0, jax.random.normal(k2, (24, 1)) / 5.0]
+    x = jax.random.normal(k3, (16, 8))
+
+    def loss(p):
+        return 0.5 * jnp.mean((jnp.tanh(x @ p[0]) @ p[1] - jnp.sin(x[:, :1])) ** 2)
+
+    return params, loss
+
+
+def _hand_gd3(loss, h):
+    """GD's order-3 field merged by hand (benchmarks/bench_hand.py): six evaluations,
+    ``H H g`` taken from the same tangent as ``D^3 L[g, H g, .]``."""
+    grad = jax.grad(loss)
+
+    def hvp(q, v):
+        return jax.jvp(grad, (q,), (v,))[1]
+
+    def d3(p, u, v):
+        return jax.jvp(lambda q: hvp(q, u), (p,), (v,))[1]
+
+    def field(p):
+        def lc(*ab):   # c_1, tree_1, c_2, tree_2, ..: sum_j c_j tree_j
+            return jax.tree.map(lambda *xs: sum(c * x for c, x in zip(ab[::2], xs,
+                                                                       strict=True)),
+                                *ab[1::2])
+
+        g = grad(p)
+        hg, d3gg = hvp(p, g), d3(p, g, g)
+        hhg, d3ghg = hvp(p, hg), d3(p, g, hg)
+        inner = lc(-h / 2, g, -h ** 2 / 3, hg, -h ** 3 / 12, d3gg, -h ** 3 / 4, hhg)
+        return lc(-1.0, g, 1.0, hvp(p, inner), -h ** 2 / 12, d3gg, -h ** 3 / 12, d3ghg)
+
+    return field
+
+
+def _flops(fn, *args):
+    cost = jax.jit(fn).lower(*args).compile().cost_analysis()
+    return (cost[0] if isinstance(cost, list) else cost)["flops"]
+
+
+def test_gd_order_3_field_costs_what_the_hand_merged_one_costs():
+    """Oracle: XLA's flop count of the hand-merged field.  The plain merge evaluates
+    ``H[a]`` with ``a = c_1 g + c_2 H g``; the optimised plan reads it from ``H g`` and
+    ``H H g``, which comes with ``D^3 L[g, H g, .]`` (one HVP less), and matches the hand
+    version's count (forward-over-reverse everywhere, as the hand version)."""
+    from bea.factorise import factorise, model_cost
+
+    params, loss = _mlp_problem()
+    h = 0.05
+    c = modified_equation(M.gd(), 3).to_jax(loss)
+    s = c.sums
+    ks = tuple(range(4))
+    plan = s.plan(ks, True, True)
+    greedy = factorise(s.dag.nodes, [(((sign_c, p),), i) for (sign_c, p), i in
+                                      _weighted_terms(s, ks)])
+    assert plan.cost < model_cost(greedy, s.dag.nodes)
+    s.ad_mode = "forward-over-reverse"
+    hand = _hand_gd3(loss, h)
+    _close_tree(c.evaluate(params, h, None), hand(params))
+    bea_flops = _flops(lambda p: c.evaluate(p, h, None), params)
+    hand_flops = _flops(hand, params)
+    assert bea_flops <= 1.001 * hand_flops
+    # and the plain merge costs more by that one HVP (the model is not vacuous)
+    plain = Plan.__new__(Plan)
+    plain.nodes, plain.root, plain._reached = s.dag.nodes, greedy, []
+    apply = s._apply([lambda p: loss(p)], None)
+    assert _flops(lambda p: plain.evaluate(apply, p, h), params) > 1.03 * hand_flops
+
+
+def _weighted_terms(s, ks):
+    out = []
+    for k in ks:
+        for i, c in s.rows[k]:
+            sign = -1.0 if s._orders_of[i] % 2 else 1.0
+            out.append(((sign * c, s.powers[k]), i))
+    return out
+
+
+def _close_tree(a, b):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        assert float(jnp.max(jnp.abs(x - y))) <= 1e-12 * (1.0 + float(jnp.max(jnp.abs(y))))
+
+
+@pytest.mark.parametrize("method,order", [(M.gd(), 5), (M.rk4(), 4), (M.sgd(2), 3),
+                                          (M.heavy_ball(0.5), 3)])
+def test_optimised_plan_never_costs_more_than_the_plain_merge(method, order):
+    from bea.factorise import factorise, model_cost
+
+    s = _sums(method, order)
+    ks = tuple(range(order + 1))
+    plan = s.plan(ks, True, True)
+    greedy = factorise(s.dag.nodes, [(((c, p),), i) for (c, p), i in _weighted_terms(s, ks)])
+    assert plan.cost <= model_cost(greedy, s.dag.nodes)
+    losses = [L1, L2][:len({c for c, _ in s.dag.nodes})]
+    values = s.values(P, losses=losses)
+    _close(s.factorised_total(P, 0.07, losses=losses), s.total(values, P, 0.07))
