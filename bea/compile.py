@@ -190,12 +190,26 @@ class TreeSums:
         return out
 
 
+_STEP_ARRAYS: dict[float, Any] = {}
+
+
 def _step_arg(h: Any) -> Any:
-    """``h`` as a jit argument: a Python number goes in as it is (jit traces it as a
-    weakly typed scalar, one compilation for every value) instead of through
-    ``jnp.asarray``, a device transfer that cost ~14 us of a ~400 us call on a small net."""
+    """``h`` as a jit argument.  A Python number becomes a weakly typed device scalar
+    (``jax.device_put``: the same abstract value, hence the same compiled program and
+    result dtype, as the number itself), made once per value and kept: jit converting a
+    Python float on every call cost ~3% of a 0.45 ms field on the small net of
+    ``benchmarks/bench_hand.py``.  At most 64 values are kept (a schedule of many step
+    sizes converts the others per call, as before)."""
     if isinstance(h, (int, float)) and not isinstance(h, bool):
-        return float(h)
+        h = float(h)
+        out = _STEP_ARRAYS.get(h)
+        if out is None:
+            out = jax.device_put(h)
+            # under a trace (field called inside the user's jit) device_put gives a
+            # tracer: never keep one
+            if len(_STEP_ARRAYS) < 64 and not isinstance(out, jax.core.Tracer):
+                _STEP_ARRAYS[h] = out
+        return out
     return jnp.asarray(h)
 
 

@@ -465,3 +465,20 @@ def test_order3_gd_field_on_10M_parameter_mlp_memory():
     assert res["params"] >= 9_000_000
     assert np.isfinite(res["field_norm"])
     assert res["peak_rss_mb"] < 60 * res["param_mb"] + 2000, res
+
+
+def test_float_step_is_kept_weakly_typed_and_never_as_a_tracer():
+    """field(params, 0.01) keeps one device scalar per float h (bea.compile._step_arg): it
+    must act as the Python float does (float32 params give a float32 field under x64) and
+    a call inside the user's jit must not leave a tracer behind for later calls."""
+    c = modified_equation(M.gd(), 2).to_jax(lambda p: jnp.sum(jnp.sin(p) ** 2))
+    p32 = jnp.array([0.3, -0.2], jnp.float32)
+    h = 0.0123456
+    inside = jax.jit(lambda q: c.field(q, h))(p32)
+    first, again = c.field(p32, h), c.field(p32, h)
+    assert first.dtype == again.dtype == inside.dtype == jnp.float32
+    np.testing.assert_array_equal(np.asarray(first), np.asarray(again))
+    np.testing.assert_allclose(np.asarray(inside), np.asarray(first), rtol=1e-6)
+    p64 = p32.astype(jnp.float64)
+    ref = c.field(p64, jnp.asarray(h))
+    np.testing.assert_allclose(np.asarray(c.field(p64, h)), np.asarray(ref), rtol=1e-15)
