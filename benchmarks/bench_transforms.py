@@ -20,7 +20,8 @@ Every timed function is one whole jitted training step ``params -> params - h u`
 outer operator (e.g. drift order 3: ``g + H[-(h/2) g + (h^2/6) H g - (h^3/24) D3[g, g] -
 (h^3/24) H^2 g] + D3[g, (h^2/6) g - (h^3/8) H g] - (h^3/24) D4[g, g, g]``), Hessian-vector
 products forward-over-reverse (``jvp`` of ``grad``) or reverse-over-forward (``grad`` of
-``jvp``), the faster of the two per round.  Timings alternate in rounds in one run;
+``jvp``), the faster of the two by median over the rounds (a second jit of it, timed
+alongside, gives the noise floor).  Timings alternate in rounds in one run;
 ratios are medians of the per-round ratios.  Problems: the small float64 net (64-512-1)
 and float32 tanh MLPs of ~1e5 and ~1e6 parameters of ``bench_hand``.  Target (issue 20):
 ``bea`` within 1.05x ``hand``.  The results of the two agree (max relative difference).
@@ -38,7 +39,14 @@ import time
 
 from _machine import begin_run, machine_info, machine_line, write_results
 from _markdown import table
-from bench_hand import faster_per_round, hand_derivatives, median_ratio, problems, timed_rounds
+from bench_hand import (
+    fastest_variant,
+    hand_derivatives,
+    median_ratio,
+    problems,
+    rounds_for,
+    timed_rounds,
+)
 
 
 def hand_update(loss, kind, hvp_mode):
@@ -139,9 +147,13 @@ def compare(name, params, loss, data, n, rounds, budget, only=None):
         fr, rf = hand_step("forward-over-reverse"), hand_step("reverse-over-forward")
         gfr = hand_step("forward-over-reverse", guarded=True)
         grf = hand_step("reverse-over-forward", guarded=True)
+        again = {"fr": hand_step("forward-over-reverse"),
+                 "rf": hand_step("reverse-over-forward")}
         fns = {"bea": lambda f=bea_step, s=state: f(params, s, data),
                "hand fr": lambda f=fr: f(params, hj, data),
                "hand rf": lambda f=rf: f(params, hj, data),
+               "hand fr again": lambda f=again["fr"]: f(params, hj, data),
+               "hand rf again": lambda f=again["rf"]: f(params, hj, data),
                "guarded fr": lambda f=gfr: f(params, hj, data)[0],
                "guarded rf": lambda f=grf: f(params, hj, data)[0]}
         outs = {k: jax.block_until_ready(f()) for k, f in fns.items()}
@@ -151,8 +163,10 @@ def compare(name, params, loss, data, n, rounds, budget, only=None):
                                                    outs["hand fr"])))
                    for k in ("bea", "hand rf")) / scale
         times = timed_rounds(fns, rounds, budget)
-        times["hand"] = faster_per_round(times["hand fr"], times["hand rf"])
-        times["guarded"] = faster_per_round(times["guarded fr"], times["guarded rf"])
+        fastest = fastest_variant(times, ["hand fr", "hand rf"])
+        times["hand"] = times[fastest]
+        times["guarded"] = times[fastest_variant(times, ["guarded fr", "guarded rf"])]
+        r_aa = median_ratio(times[fastest + " again"], times["hand"])
         ratio = median_ratio(times["bea"], times["hand"])
         ratio_g = median_ratio(times["bea"], times["guarded"])
         row = {"problem": name, "params": n, "transform": label, "update": kind,
@@ -162,9 +176,11 @@ def compare(name, params, loss, data, n, rounds, budget, only=None):
                "hand_rf_ms": 1e3 * statistics.median(times["hand rf"]),
                "guarded_ms": 1e3 * statistics.median(times["guarded"]),
                "bea_over_hand": ratio, "bea_over_guarded_hand": ratio_g,
+               "hand_variant": fastest, "hand_again_over_hand": r_aa,
                "max_rel_diff_of_step": diff, "target": 1.05}
         rows.append(row)
-        print(f"  {name} {label}: bea {ratio:.3f}x hand, {ratio_g:.3f}x hand with the guard "
+        print(f"  {name} {label}: bea {ratio:.3f}x hand, {ratio_g:.3f}x hand with the guard, "
+              f"A/A {r_aa:.3f} "
               f"(rel diff {diff:.1e})", flush=True)
     return rows
 
@@ -184,22 +200,25 @@ def main(argv=None) -> int:
     rounds, budget = (2, 0.5) if args.quick else (5, 1.0)
     rows = []
     for name, params, loss, data, n in problems(args.quick):
-        rows += compare(name, params, loss, data, n, rounds, budget, only)
+        rows += compare(name, params, loss, data, n, rounds_for(n, rounds), budget, only)
     info = machine_info(load)
     res = {"rows": rows, "machine": info, "wall_s": time.perf_counter() - t0,
            "quick": args.quick}
     md = ["# bea.optax transforms vs hand-written JAX steps", "",
           "One jitted step params -> params - h u (gradient included), u the corrected "
           "gradient; 'hand' merges the terms by outer operator and is the faster of "
-          "forward-over-reverse and reverse-over-forward HVPs per round; ratios are medians "
+          "forward-over-reverse and reverse-over-forward HVPs by median over the rounds "
+          "('A/A': a second jit of it timed against it, the noise floor); ratios are medians "
           "over rounds of alternated timings in one run (target: bea <= 1.05x hand).  "
           "Every bea.optax transform also guards its correction (skips a non-finite one and "
           "records its norm: one reduction over the parameters and a select); 'hand + "
           "guard' is the hand step with that same guard, the like-for-like baseline.", ""]
     md += table(["problem", "transform", "bea (ms)", "hand (ms)", "bea / hand",
-                 "hand + guard (ms)", "bea / (hand + guard)", "rel diff of step"],
+                 "A/A (hand again / hand)", "hand + guard (ms)", "bea / (hand + guard)",
+                 "rel diff of step"],
                 [[r["problem"], r["transform"], f"{r['bea_ms']:.3f}", f"{r['hand_ms']:.3f}",
-                  f"{r['bea_over_hand']:.3f}", f"{r['guarded_ms']:.3f}",
+                  f"{r['bea_over_hand']:.3f}", f"{r['hand_again_over_hand']:.3f}",
+                  f"{r['guarded_ms']:.3f}",
                   f"{r['bea_over_guarded_hand']:.3f}", f"{r['max_rel_diff_of_step']:.1e}"]
                  for r in rows])
     md += ["", machine_line(info), ""]
