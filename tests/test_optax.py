@@ -495,6 +495,26 @@ def test_non_finite_corrections_are_skipped_and_counted():
     assert int(s.skipped) == 1
 
 
+def test_correction_with_an_overflowing_norm_counts_as_not_finite():
+    """The guard decides by the correction's norm (one reduction): float32 entries of 1e18
+    are applied (norm ~1.4e18), entries of 1e20 are finite but their norm overflows, so
+    the step is skipped like a NaN one; a NaN in one leaf of a pytree skips all leaves."""
+    tx = bo.explicit_regularizer(lambda p: jnp.sum(p["a"] * p["b"]), 1.0)
+    step = jax.jit(lambda g, s, p: tx.update(g, s, p))
+    zero = {"a": jnp.zeros(2, jnp.float32), "b": jnp.zeros(2, jnp.float32)}
+    for big, applied in ((1e18, True), (1e20, False)):
+        p = {"a": jnp.full(2, big, jnp.float32), "b": jnp.ones(2, jnp.float32)}
+        u, s = step(zero, tx.init(p), p)
+        assert int(s.skipped) == (0 if applied else 1)
+        # grad of sum(a b) is (b, a): the "b" leaf of the update is the huge one
+        assert float(u["b"][0]) == (np.float32(big) if applied else 0.0)
+        assert bool(jnp.isfinite(s.correction_norm))
+    p = {"a": jnp.array([jnp.nan, 1.0]), "b": jnp.ones(2)}
+    u, s = step(jax.tree.map(jnp.zeros_like, p), tx.init(p), p)
+    assert int(s.skipped) == 1
+    assert float(jnp.max(jnp.abs(u["a"]))) == 0.0
+
+
 @pytest.mark.slow
 def test_heavy_ball_drift_correction_needs_a_consistent_momentum_start():
     # heavy ball (optax.sgd with momentum) + drift_correction(heavy_ball(beta), 1) tracks

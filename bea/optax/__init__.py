@@ -57,7 +57,8 @@ Transforms
 
 Robustness
 ----------
-* A correction that is not finite (NaN/inf anywhere) is *not applied*: the updates pass
+* A correction that is not finite (NaN/inf anywhere, or a norm that overflows) is *not
+  applied* (one reduction decides: the norm, which is recorded anyway): the updates pass
   through unchanged and ``state.skipped`` counts the skipped steps (``jnp.where``, so jit
   safe); ``state.correction_norm`` holds the norm of the last applied correction.
 * Missing extra arguments raise a ``ValueError`` naming them.

@@ -164,11 +164,16 @@ def _add_correction(updates: PyTree, corr: PyTree, finite: jax.Array) -> PyTree:
                          f"the gradient pytree of the params given to update(...)") from e
 
 
-def _finite(tree: PyTree) -> jax.Array:
+def _norm_and_finite(tree: PyTree) -> tuple[jax.Array, jax.Array]:
+    """``(||c||_2, ||c||_2 is finite)`` by one reduction: a NaN or inf entry makes the
+    sum of squares NaN or inf, so no second pass (``isfinite`` of every entry) is needed;
+    the price is that a finite correction whose norm overflows (|c| > ~1e19 in float32,
+    ~1e154 in float64) also counts as not finite, and is skipped."""
     leaves = [x for x in jax.tree.leaves(tree) if x is not None]
     if not leaves:
-        return jnp.asarray(True)
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+        return jnp.zeros([]), jnp.asarray(True)
+    norm = kernels.tree_norm(leaves)
+    return norm, jnp.isfinite(norm)
 
 
 def float_dtype(params: PyTree):
@@ -218,9 +223,8 @@ def make_transform(name: str, correction: Callable, info: TransformInfo,
             raise ValueError(f"{name} needs the params: call update(updates, state, params, "
                              f"loss_fn=..., batch=...)")
         corr = correction(updates, params, state.count, extra_args)
-        finite = _finite(corr)
+        norm, finite = _norm_and_finite(corr)
         new = _add_correction(updates, corr, finite)
-        norm = kernels.tree_norm(eqx.filter(corr, lambda x: x is not None))
         norm = jnp.where(finite, norm, 0.0).astype(state.correction_norm.dtype)
         return new, state_cls(count=optax.safe_int32_increment(state.count),
                               skipped=state.skipped + jnp.where(finite, 0, 1).astype(jnp.int32),
