@@ -129,8 +129,10 @@ def factorise(nodes: Sequence[tuple[int, tuple[int, ...]]],
     return Sum(tuple(out))
 
 
-def _reached_nodes(plan: Any, nodes: Sequence[tuple[int, tuple[int, ...]]]) -> set[int]:
-    """The DAG nodes the plan evaluates (with their subtrees)."""
+def _visit(plan: Any, nodes: Sequence[tuple[int, tuple[int, ...]]],
+           on_node: Callable[[int], None], on_apply: Callable[[Apply], None]) -> None:
+    """Walk the plan: ``on_node(i)`` once per DAG node it reaches (children first),
+    ``on_apply(e)`` per ``Apply`` step (after its children)."""
     seen: set[int] = set()
 
     def node(i: int) -> None:
@@ -138,6 +140,7 @@ def _reached_nodes(plan: Any, nodes: Sequence[tuple[int, tuple[int, ...]]]) -> s
             seen.add(i)
             for c in nodes[i][1]:
                 node(c)
+            on_node(i)
 
     def walk(e: Any) -> None:
         if isinstance(e, Node):
@@ -145,41 +148,28 @@ def _reached_nodes(plan: Any, nodes: Sequence[tuple[int, tuple[int, ...]]]) -> s
         elif isinstance(e, Apply):
             for c in e.children:
                 walk(c)
+            on_apply(e)
         else:
             for _, sub in e.terms:
                 walk(sub)
 
     walk(plan)
-    return seen
+
+
+def _reached_nodes(plan: Any, nodes: Sequence[tuple[int, tuple[int, ...]]]) -> list[int]:
+    """The DAG nodes the plan evaluates (with their subtrees), children first."""
+    out: list[int] = []
+    _visit(plan, nodes, out.append, lambda e: None)
+    return out
 
 
 def count_applies(plan: Any, nodes: Sequence[tuple[int, tuple[int, ...]]]) -> int:
     """Derivative evaluations the plan costs: its ``Apply`` steps plus the DAG nodes it
     reaches (each once, with their subtrees)."""
-    seen: set[int] = set()
-
-    def node(i: int) -> None:
-        if i not in seen:
-            seen.add(i)
-            for c in nodes[i][1]:
-                node(c)
-
-    applies = 0
-
-    def walk(e: Any) -> None:
-        nonlocal applies
-        if isinstance(e, Node):
-            node(e.index)
-        elif isinstance(e, Apply):
-            applies += 1
-            for c in e.children:
-                walk(c)
-        else:
-            for _, sub in e.terms:
-                walk(sub)
-
-    walk(plan)
-    return applies + len(seen)
+    reached: list[int] = []
+    applies: list[Apply] = []
+    _visit(plan, nodes, reached.append, applies.append)
+    return len(reached) + len(applies)
 
 
 # Model of what XLA computes once.  One evaluation D^k f_c[v_1, .., v_k] by nested jvp
@@ -203,7 +193,6 @@ def computed(plan: Any, nodes: Sequence[tuple[int, tuple[int, ...]]]) -> dict[tu
     node's id is its index; a summed tangent gets an id per distinct sub-plan)."""
     ids: dict[Any, int] = {}
     keys: dict[tuple, int] = {}
-    seen: set[int] = set()
 
     def ident(e: Any) -> int:
         if isinstance(e, Node):
@@ -220,26 +209,8 @@ def computed(plan: Any, nodes: Sequence[tuple[int, tuple[int, ...]]]) -> dict[tu
         for sub in subsets:
             keys[(color, tuple(sorted(tangents[j] for j in sub)))] = len(sub)
 
-    def node(i: int) -> None:
-        if i not in seen:
-            seen.add(i)
-            color, children = nodes[i]
-            for c in children:
-                node(c)
-            evaluation(color, list(children))
-
-    def walk(e: Any) -> None:
-        if isinstance(e, Node):
-            node(e.index)
-        elif isinstance(e, Apply):
-            for c in e.children:
-                walk(c)
-            evaluation(e.color, [ident(c) for c in e.children])
-        else:
-            for _, sub in e.terms:
-                walk(sub)
-
-    walk(plan)
+    _visit(plan, nodes, lambda i: evaluation(nodes[i][0], list(nodes[i][1])),
+           lambda e: evaluation(e.color, [ident(c) for c in e.children]))
     return keys
 
 
