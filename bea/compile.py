@@ -133,16 +133,17 @@ class TreeSums:
     #: :meth:`CompiledModifiedEquation.tune_ad_mode` picks by timing on the user's problem
     ad_mode: str | tuple[str, str] = "by-arity"
 
-    def _apply(self, losses: Sequence[Callable] | None, fields: Sequence[Callable] | None
-               ) -> Callable:
+    def _apply(self, losses: Sequence[Callable] | None, fields: Sequence[Callable] | None,
+               ad_mode: str | tuple[str, str] | None = None) -> Callable:
         if fields is not None:
             return lambda c, p, vals: kernels.elementary_differential(fields[c], p, vals)
-        if self.ad_mode == "by-arity":
+        mode = self.ad_mode if ad_mode is None else ad_mode
+        if mode == "by-arity":
             low, high = "reverse-over-forward", "forward-over-reverse"
-        elif isinstance(self.ad_mode, tuple):
-            low, high = self.ad_mode
+        elif isinstance(mode, tuple):
+            low, high = mode
         else:
-            low = high = self.ad_mode
+            low = high = mode
 
         def apply(c, p, vals):
             mode = high if len(vals) >= 2 else low
@@ -151,8 +152,8 @@ class TreeSums:
         return apply
 
     def factorised_total(self, params: Any, h: Any, *, losses: Sequence[Callable] | None = None,
-                         fields: Sequence[Callable] | None = None, up_to: int | None = None
-                         ) -> Any:
+                         fields: Sequence[Callable] | None = None, up_to: int | None = None,
+                         ad_mode: str | tuple[str, str] | None = None) -> Any:
         """``sum_k h^powers[k] row_k`` (powers ``<= up_to``) by one factorised plan
         (:mod:`bea.factorise`): equal to :meth:`total` of :meth:`values`, with terms that
         share an outer derivative evaluated as one."""
@@ -161,7 +162,7 @@ class TreeSums:
         if not ks:
             return tu.tree_zeros_like(params)
         plan = self.plan(ks, fields is None, True)
-        return plan.evaluate(self._apply(losses, fields), params, h)
+        return plan.evaluate(self._apply(losses, fields, ad_mode), params, h)
 
     def factorised_rows(self, params: Any, *, losses: Sequence[Callable] | None = None,
                         fields: Sequence[Callable] | None = None) -> list[Any]:
@@ -188,6 +189,21 @@ class TreeSums:
                 continue
             out = tu.tree_add(out, tu.tree_scale(h ** p, self.row(values, k, params)))
         return out
+
+
+def check_ad_mode(ad_mode: Any, who: str) -> str | tuple[str, str]:
+    """``ad_mode`` as :class:`TreeSums` takes it (``"by-arity"``, one of
+    ``kernels.elementary.AD_MODES``, or a pair ``(mode for k <= 1, mode for k >= 2)``), or
+    a ``ValueError`` naming the choices."""
+    modes = kernels.elementary.AD_MODES
+    if ad_mode == "by-arity" or (isinstance(ad_mode, str) and ad_mode in modes):
+        return ad_mode
+    if (isinstance(ad_mode, (tuple, list)) and len(ad_mode) == 2
+            and all(isinstance(m, str) and m in modes for m in ad_mode)):
+        return (ad_mode[0], ad_mode[1])
+    raise ValueError(f"{who}: ad_mode must be 'by-arity', one of {modes}, or a pair of "
+                     f"them (mode for nodes with <= 1 tangent, mode for >= 2), got "
+                     f"{ad_mode!r}")
 
 
 _STEP_ARRAYS: dict[float, Any] = {}
@@ -539,14 +555,18 @@ class CompiledModifiedLoss:
                           self._group(player), True)
 
     def regularizer_gradient(self, params: Any, h: Any, batches: Sequence[Any] | None = None,
-                             static: Any = None) -> Any:
+                             static: Any = None,
+                             ad_mode: str | tuple[str, str] = "by-arity") -> Any:
         """``grad`` of :meth:`regularizer` (stop-gradients honoured) without a reverse pass
         through it: ``-grad L~ = f~`` term by term, so ``grad (L~ - L~_0) = -sum_{k>=1} h^k
         f_k``, evaluated by the modified field's factorised plan (Hessian-free, one
         derivative evaluation per merged node).  Not jitted: call it inside your ``jit``
         (the ``bea.optax`` transforms do).  ``static``: leaves held fixed, the loss seeing
         ``equinox.combine(params, static)`` (``equinox.partition``'d models).  Shared
-        parameters only (games: one regulariser per player, use ``jax.grad``)."""
+        parameters only (games: one regulariser per player, use ``jax.grad``).
+        ``ad_mode``: how each derivative node is differentiated (:class:`TreeSums`); same
+        value every way, cost depends on the model and size."""
+        ad_mode = check_ad_mode(ad_mode, "regularizer_gradient")
         if self.ml.players:
             raise ValueError(f"{self.ml.method.name} is a game: each player has its own "
                              f"regulariser; differentiate regularizer(..., player=p)")
@@ -566,7 +586,8 @@ class CompiledModifiedLoss:
             bound = [lambda d, f=f: f(eqx.combine(d, static)) for f in bound]
         else:
             self.problem.check_cached(params, bt)
-        return tu.tree_scale(-1.0, self._reg_sums.factorised_total(params, h, losses=bound))
+        return tu.tree_scale(-1.0, self._reg_sums.factorised_total(params, h, losses=bound,
+                                                                   ad_mode=ad_mode))
 
     __call__ = loss
 

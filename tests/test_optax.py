@@ -559,3 +559,51 @@ def test_modified_loss_term_names_a_non_scalar_loss():
     p = jnp.ones(3)
     with pytest.raises(ValueError, match="must return a scalar"):
         tx.update(p, tx.init(p), p)
+
+
+AD_MODE_CHOICES = ["by-arity", "forward-over-reverse", "reverse-over-forward",
+                   ("forward-over-reverse", "reverse-over-forward")]
+
+
+def test_ad_mode_of_the_transforms_changes_the_cost_not_the_value():
+    """drift_correction(..., ad_mode=) and modified_loss_term(..., ad_mode=): every mode
+    gives the same update (multilinear derivatives, differentiated either way); a wrong
+    mode is refused by name before any work."""
+    h = 0.05
+    g = _grad(P0)
+    drift, reg = [], []
+    for mode in AD_MODE_CHOICES:
+        tx = bo.drift_correction(M.gd(), 3, h, ad_mode=mode)
+        drift.append(tx.update(g, tx.init(P0), P0, loss_fn=quartic, batch=BATCH)[0])
+        term = bo.modified_loss_term(modified_loss(M.gd(), 2), ad_mode=mode)
+        tx = bo.explicit_regularizer(term, 1.0, learning_rate=h)
+        reg.append(tx.update(g, tx.init(P0), P0, loss_fn=quartic, batch=BATCH)[0])
+    for u in drift[1:]:
+        np.testing.assert_allclose(u, drift[0], rtol=1e-13)
+    for u in reg[1:]:
+        np.testing.assert_allclose(u, reg[0], rtol=1e-13)
+    assert float(jnp.max(jnp.abs(drift[0] - g))) > 1e-3   # a correction was applied
+    for bad in ("forward", ("forward-over-reverse",), 3):
+        with pytest.raises(ValueError, match="ad_mode must be 'by-arity'"):
+            bo.drift_correction(M.gd(), 2, h, ad_mode=bad)
+        with pytest.raises(ValueError, match="ad_mode must be 'by-arity'"):
+            bo.modified_loss_term(modified_loss(M.gd(), 2), ad_mode=bad)
+
+
+def test_ad_mode_reaches_the_derivative_nodes(monkeypatch):
+    """The pair (mode for <= 1 tangent, mode for >= 2) is what each node is evaluated with."""
+    import kernels
+
+    seen = []
+    real = kernels.gradient_elementary_differential
+
+    def spy(loss, params, tangents, mode="reverse-over-forward"):
+        seen.append((len(tangents), mode))
+        return real(loss, params, tangents, mode=mode)
+
+    monkeypatch.setattr(kernels, "gradient_elementary_differential", spy)
+    pair = ("forward-over-reverse", "reverse-over-forward")
+    tx = bo.drift_correction(M.gd(), 3, 0.05, ad_mode=pair)
+    tx.update(_grad(P0), tx.init(P0), P0, loss_fn=quartic, batch=BATCH)
+    assert {k for k, _ in seen} >= {0, 1, 2}
+    assert all(m == (pair[0] if k <= 1 else pair[1]) for k, m in seen)

@@ -17,7 +17,7 @@ import optax
 import kernels
 
 from .. import methods as M
-from ..compile import TreeSums, equation_sums
+from ..compile import TreeSums, check_ad_mode, equation_sums
 from ..modified import modifying_equation
 from .transform import (
     MISSING,
@@ -49,7 +49,8 @@ def _corrections(method: M.Method, order: int) -> TreeSums:
 def drift_correction(method: M.Method | None = None, order: int = 1,
                      learning_rate: ScalarOrSchedule | None = None, *,
                      loss_fn: Callable | None = None, optimizer: Any = None,
-                     name: str | None = None) -> optax.GradientTransformationExtraArgs:
+                     name: str | None = None, ad_mode: str | tuple[str, str] = "by-arity"
+                     ) -> optax.GradientTransformationExtraArgs:
     """Modifying-integrator correction: the optimiser then tracks gradient flow to
     ``O(h^(order+1))`` (global error), instead of ``O(h)``.
 
@@ -73,6 +74,13 @@ def drift_correction(method: M.Method | None = None, order: int = 1,
     incoming updates, which should be ``grad L`` on the same batch (other additive
     ``bea.optax`` corrections may precede it).
     ``update(updates, state, params, *, loss_fn, batch)``.
+
+    ``ad_mode``: how each derivative node is differentiated (``"by-arity"``: reverse-over-
+    forward for one tangent, forward-over-reverse for more; ``"forward-over-reverse"``,
+    ``"reverse-over-forward"``, or a pair for nodes with <= 1 / >= 2 tangents).  Same
+    value every way; which is fastest depends on the model and its size (on the MLPs of
+    ``benchmarks/bench_transforms.py`` forward-over-reverse costs fewer flops at 1e5
+    parameters, reverse-over-forward HVPs run faster at 1e6).
     """
     method = M.gd() if method is None else method
     who = name or f"drift_correction({method.name}, order={order})"
@@ -81,6 +89,7 @@ def drift_correction(method: M.Method | None = None, order: int = 1,
     check_scalar(learning_rate, f"{who}: learning_rate", positive=True)
     if loss_fn is not None and not callable(loss_fn):
         raise TypeError(f"{who}: loss_fn must be callable")
+    mode = check_ad_mode(ad_mode, who)
     sums = _corrections(method, order)
     warn_mismatch(who, method, optimizer)
 
@@ -91,7 +100,8 @@ def drift_correction(method: M.Method | None = None, order: int = 1,
         h = jnp.asarray(schedule_value(learning_rate, count), dtype=float_dtype(diff))
         on_diff = lambda d: loss(eqx.combine(d, static))
         # corrected gradient -F = grad L - sum_k h^k f_k: add minus the orders >= 1
-        return kernels.tree_scale(-1.0, sums.factorised_total(diff, h, losses=[on_diff]))
+        return kernels.tree_scale(-1.0, sums.factorised_total(diff, h, losses=[on_diff],
+                                                              ad_mode=mode))
 
     return make_transform(who, correction, TransformInfo(who, method, learning_rate))
 

@@ -20,7 +20,7 @@ import optax
 import kernels
 
 from .. import methods as M
-from ..compile import CompiledModifiedLoss
+from ..compile import CompiledModifiedLoss, check_ad_mode
 from ..modified_loss import ModifiedLoss
 from .transform import (
     MISSING,
@@ -141,7 +141,7 @@ class ModifiedLossTerm(Term):
     """The regulariser (orders >= 1) of a modified loss, evaluated at step size ``h``."""
 
     def __init__(self, ml: Any, loss_fn: Callable | None, orders: Sequence[int] | None,
-                 subs: dict | None):
+                 subs: dict | None, ad_mode: str | tuple[str, str] = "by-arity"):
         if isinstance(ml, CompiledModifiedLoss):
             self.compiled, self.ml = ml, ml.ml
         elif isinstance(ml, ModifiedLoss):
@@ -151,6 +151,7 @@ class ModifiedLossTerm(Term):
         self.method = self.ml.method
         self.players = self.ml.players
         self.orders, self.subs = orders, subs
+        self.ad_mode = check_ad_mode(ad_mode, "modified_loss_term")
         self.needs_loss = self.compiled is None and loss_fn is None
         self._default_loss = loss_fn
         self._cache: dict[int, Any] = {}
@@ -195,7 +196,8 @@ class ModifiedLossTerm(Term):
         if self.players is None:   # -grad L~ is the modified field: no reverse pass needed
             compiled = self._compiled_for(ctx.loss)
             batches = self._batches(compiled, ctx.batch, ctx.who)
-            return compiled.regularizer_gradient(diff, ctx.h, batches, static=static)
+            return compiled.regularizer_gradient(diff, ctx.h, batches, static=static,
+                                                 ad_mode=self.ad_mode)
         if not (isinstance(diff, (tuple, list)) and len(diff) == 2):
             raise ValueError(f"{ctx.who}: a two-player game needs params = (x, y)")
         blocks = []
@@ -206,13 +208,17 @@ class ModifiedLossTerm(Term):
 
 
 def modified_loss_term(modified_loss: Any, *, loss_fn: Callable | None = None,
-                       orders: Sequence[int] | None = None, subs: dict | None = None) -> Term:
+                       orders: Sequence[int] | None = None, subs: dict | None = None,
+                       ad_mode: str | tuple[str, str] = "by-arity") -> Term:
     """The implicit regulariser ``L~ - L`` (orders >= 1, evaluated at the transform's
     ``learning_rate``) of a ``bea.ModifiedLoss`` or of its compiled form
     (``modified_loss(method, k).to_jax(loss)``).  An uncompiled one is compiled on the
     ``loss_fn`` (given here or to ``update``).  For two-player games each player's block
-    gets the gradient of its own regulariser."""
-    return ModifiedLossTerm(modified_loss, loss_fn, orders, subs)
+    gets the gradient of its own regulariser.  ``ad_mode``: how its gradient's derivative
+    nodes are differentiated (``"by-arity"``, ``"forward-over-reverse"``,
+    ``"reverse-over-forward"`` or a pair for nodes with <= 1 / >= 2 tangents; same value,
+    the cost depends on the model: ``benchmarks/bench_transforms.py``)."""
+    return ModifiedLossTerm(modified_loss, loss_fn, orders, subs, ad_mode)
 
 
 def as_term(term: Any) -> Term:
