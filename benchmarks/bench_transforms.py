@@ -88,25 +88,32 @@ def hand_update(loss, kind, hvp_mode):
     return u
 
 
-def transforms(loss, h):
+def transforms(loss, h, ad_mode="by-arity"):
+    """``{label: (kind, transform)}`` with ``ad_mode`` where the transform takes one."""
     import bea.optax as bo
     from bea import methods as M
     from bea import modified_loss
 
-    return {
-        "explicit_regularizer(implicit_gradient_regularizer(), -h)":
-            ("order 1", bo.explicit_regularizer(bo.implicit_gradient_regularizer(), -h)),
-        "explicit_regularizer(modified loss gd 1, -1)":
-            ("order 1", bo.explicit_regularizer(modified_loss(M.gd(), 1).to_jax(loss), -1.0,
-                                                learning_rate=h)),
-        "drift_correction(gd, 1)": ("order 1", bo.drift_correction(M.gd(), 1, h)),
-        "explicit_regularizer(modified loss gd 2, -1)":
-            ("modified loss order 2",
-             bo.explicit_regularizer(modified_loss(M.gd(), 2).to_jax(loss), -1.0,
-                                     learning_rate=h)),
-        "drift_correction(gd, 2)": ("drift order 2", bo.drift_correction(M.gd(), 2, h)),
-        "drift_correction(gd, 3)": ("drift order 3", bo.drift_correction(M.gd(), 3, h)),
+    def ml(order):
+        return bo.explicit_regularizer(
+            bo.modified_loss_term(modified_loss(M.gd(), order).to_jax(loss), ad_mode=ad_mode),
+            -1.0, learning_rate=h)
+
+    out = {
+        "explicit_regularizer(modified loss gd 1, -1)": ("order 1", ml(1)),
+        "drift_correction(gd, 1)":
+            ("order 1", bo.drift_correction(M.gd(), 1, h, ad_mode=ad_mode)),
+        "explicit_regularizer(modified loss gd 2, -1)": ("modified loss order 2", ml(2)),
+        "drift_correction(gd, 2)":
+            ("drift order 2", bo.drift_correction(M.gd(), 2, h, ad_mode=ad_mode)),
+        "drift_correction(gd, 3)":
+            ("drift order 3", bo.drift_correction(M.gd(), 3, h, ad_mode=ad_mode)),
     }
+    if ad_mode == "by-arity":   # one HVP with g held constant: no AD-mode choice
+        out = {"explicit_regularizer(implicit_gradient_regularizer(), -h)":
+               ("order 1", bo.explicit_regularizer(bo.implicit_gradient_regularizer(), -h)),
+               **out}
+    return out
 
 
 def compare(name, params, loss, data, n, rounds, budget, only=None):
@@ -119,17 +126,24 @@ def compare(name, params, loss, data, n, rounds, budget, only=None):
     h = 0.01
     hj = jnp.asarray(h, jax.tree.leaves(params)[0].dtype)
     rows = []
-    for label, (kind, tx) in transforms(loss, h).items():
-        if only and not any(s in label for s in only):
-            continue
+    forward = transforms(loss, h, "forward-over-reverse")
+
+    def jitted_step(tx):
         chain = optax.chain(tx, optax.sgd(h))
-        state = chain.init(params)
 
         @jax.jit
-        def bea_step(p, s, d, chain=chain):
+        def run(p, s, d):
             g = jax.grad(loss)(p, d)
             upd, s = chain.update(g, s, p, loss_fn=loss, batch=d)
             return optax.apply_updates(p, upd)
+
+        return run, chain.init(params)
+
+    for label, (kind, tx) in transforms(loss, h).items():
+        if only and not any(s in label for s in only):
+            continue
+
+        bea_step, state = jitted_step(tx)
 
         def hand_step(mode, kind=kind, guarded=False):
             u = hand_update(loss, kind, mode)
@@ -159,12 +173,16 @@ def compare(name, params, loss, data, n, rounds, budget, only=None):
                "hand rf again": lambda f=again["rf"]: f(params, hj, data),
                "guarded fr": lambda f=gfr: f(params, hj, data)[0],
                "guarded rf": lambda f=grf: f(params, hj, data)[0]}
+        if label in forward:   # the same transform with ad_mode="forward-over-reverse"
+            fr_step, fr_state = jitted_step(forward[label][1])
+            fns["bea fr"] = lambda f=fr_step, s=fr_state: f(params, s, data)
         outs = {k: jax.block_until_ready(f()) for k, f in fns.items()}
         step = jax.tree.map(lambda a, b: a - b, outs["hand fr"], params)
         scale = float(tu.tree_norm(step))
         diff = max(float(tu.tree_norm(jax.tree.map(lambda a, b: a - b, outs[k],
                                                    outs["hand fr"])))
-                   for k in ("bea", "hand rf")) / scale
+                   for k in ("bea", "hand rf", *(["bea fr"] if "bea fr" in fns else []))
+                   ) / scale
         times = timed_rounds(fns, rounds, budget)
         fastest = fastest_variant(times, ["hand fr", "hand rf"])
         times["hand"] = times[fastest]
@@ -172,6 +190,8 @@ def compare(name, params, loss, data, n, rounds, budget, only=None):
         r_aa = median_ratio(times[fastest + " again"], times["hand"])
         ratio = median_ratio(times["bea"], times["hand"])
         ratio_g = median_ratio(times["bea"], times["guarded"])
+        ratio_fr = (median_ratio(times["bea fr"], times["hand"]) if "bea fr" in times
+                    else None)
         row = {"problem": name, "params": n, "transform": label, "update": kind,
                "bea_ms": 1e3 * statistics.median(times["bea"]),
                "hand_ms": 1e3 * statistics.median(times["hand"]),
@@ -180,6 +200,7 @@ def compare(name, params, loss, data, n, rounds, budget, only=None):
                "guarded_ms": 1e3 * statistics.median(times["guarded"]),
                "bea_over_hand": ratio, "bea_over_guarded_hand": ratio_g,
                "hand_variant": fastest, "hand_again_over_hand": r_aa,
+               "bea_fr_over_hand": ratio_fr,
                "max_rel_diff_of_step": diff, "target": 1.05}
         rows.append(row)
         print(f"  {name} {label}: bea {ratio:.3f}x hand, {ratio_g:.3f}x hand with the guard, "
@@ -211,16 +232,18 @@ def main(argv=None) -> int:
           "One jitted step params -> params - h u (gradient included), u the corrected "
           "gradient; 'hand' merges the terms by outer operator and is the faster of "
           "forward-over-reverse and reverse-over-forward HVPs by median over the rounds "
-          "('A/A': a second jit of it timed against it, the noise floor); ratios are medians "
+          "('A/A': a second jit of it timed against it, the noise floor; 'ad_mode fr': the "
+          "same bea transform built with ad_mode=\"forward-over-reverse\"); ratios are medians "
           "over rounds of alternated timings in one run (target: bea <= 1.05x hand).  "
           "Every bea.optax transform also guards its correction (skips a non-finite one and "
           "records its norm: one reduction over the parameters and a select); 'hand + "
           "guard' is the hand step with that same guard, the like-for-like baseline.", ""]
     md += table(["problem", "transform", "bea (ms)", "hand (ms)", "bea / hand",
-                 "A/A (hand again / hand)", "hand + guard (ms)", "bea / (hand + guard)",
-                 "rel diff of step"],
+                 "A/A (hand again / hand)", "bea, ad_mode fr / hand", "hand + guard (ms)",
+                 "bea / (hand + guard)", "rel diff of step"],
                 [[r["problem"], r["transform"], f"{r['bea_ms']:.3f}", f"{r['hand_ms']:.3f}",
                   f"{r['bea_over_hand']:.3f}", f"{r['hand_again_over_hand']:.3f}",
+                  "-" if r["bea_fr_over_hand"] is None else f"{r['bea_fr_over_hand']:.3f}",
                   f"{r['guarded_ms']:.3f}",
                   f"{r['bea_over_guarded_hand']:.3f}", f"{r['max_rel_diff_of_step']:.1e}"]
                  for r in rows])
