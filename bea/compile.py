@@ -115,14 +115,20 @@ class TreeSums:
         key = (ks, gradient, with_h)
         plan = self._plans.get(key)
         if plan is None:
-            terms = []
-            for k in ks:
-                p = self.powers[k] if with_h else 0
-                for i, c in self.rows[k]:
-                    sign = -1.0 if gradient and self._orders_of[i] % 2 else 1.0
-                    terms.append((((sign * c, p),), i))
-            plan = self._plans[key] = Plan(self.dag.nodes, terms)
+            plan = self._plans[key] = Plan(self.dag.nodes, self.plan_terms(ks, gradient,
+                                                                            with_h))
         return plan
+
+    def plan_terms(self, ks: tuple[int, ...], gradient: bool, with_h: bool
+                   ) -> list[tuple[tuple[tuple[float, int], ...], int]]:
+        """The ``(weight, node)`` terms :meth:`plan` factorises (same arguments)."""
+        terms = []
+        for k in ks:
+            p = self.powers[k] if with_h else 0
+            for i, c in self.rows[k]:
+                sign = -1.0 if gradient and self._orders_of[i] % 2 else 1.0
+                terms.append((((sign * c, p),), i))
+        return terms
 
     #: how a gradient-field node ``grad D^k L[v_1..v_k]`` is differentiated:
     #: ``"by-arity"`` (default) is reverse-over-forward for k <= 1 and forward-over-reverse

@@ -254,9 +254,11 @@ class Plan:
     :func:`kernels.gradient_elementary_differential`)."""
 
     def __init__(self, nodes: Sequence[tuple[int, tuple[int, ...]]],
-                 terms: Sequence[tuple[Weight, int]]):
+                 terms: Sequence[tuple[Weight, int]], optimised: bool = True):
+        """``optimised=False``: the plain merge (:func:`factorise`) without
+        :func:`optimise`'s reuse of computed nodes (a reference for tests, benchmarks)."""
         self.nodes = list(nodes)
-        self.root = optimise(self.nodes, terms)
+        self.root = optimise(self.nodes, terms) if optimised else factorise(self.nodes, terms)
         self.applies = count_applies(self.root, self.nodes)
         self.cost = model_cost(self.root, self.nodes)
         self._reached = sorted(_reached_nodes(self.root, self.nodes))

@@ -179,7 +179,7 @@ def test_gd_order_3_field_costs_what_the_hand_merged_one_costs():
     ``H[a]`` with ``a = c_1 g + c_2 H g``; the optimised plan reads it from ``H g`` and
     ``H H g``, which comes with ``D^3 L[g, H g, .]`` (one HVP less), and matches the hand
     version's count (forward-over-reverse everywhere, as the hand version)."""
-    from bea.factorise import factorise, model_cost
+    import kernels
 
     params, loss = _mlp_problem()
     h = 0.05
@@ -187,9 +187,8 @@ def test_gd_order_3_field_costs_what_the_hand_merged_one_costs():
     s = c.sums
     ks = tuple(range(4))
     plan = s.plan(ks, True, True)
-    greedy = factorise(s.dag.nodes, [(((sign_c, p),), i) for (sign_c, p), i in
-                                      _weighted_terms(s, ks)])
-    assert plan.cost < model_cost(greedy, s.dag.nodes)
+    plain = Plan(s.dag.nodes, s.plan_terms(ks, True, True), optimised=False)
+    assert plan.cost < plain.cost
     s.ad_mode = "forward-over-reverse"
     hand = _hand_gd3(loss, h)
     _close_tree(c.evaluate(params, h, None), hand(params))
@@ -197,19 +196,11 @@ def test_gd_order_3_field_costs_what_the_hand_merged_one_costs():
     hand_flops = _flops(hand, params)
     assert bea_flops <= 1.001 * hand_flops
     # and the plain merge costs more by that one HVP (the model is not vacuous)
-    plain = Plan.__new__(Plan)
-    plain.nodes, plain.root, plain._reached = s.dag.nodes, greedy, []
-    apply = s._apply([lambda p: loss(p)], None)
+    def apply(color, p, tangents):
+        return kernels.gradient_elementary_differential(loss, p, tangents,
+                                                        mode="forward-over-reverse")
+
     assert _flops(lambda p: plain.evaluate(apply, p, h), params) > 1.03 * hand_flops
-
-
-def _weighted_terms(s, ks):
-    out = []
-    for k in ks:
-        for i, c in s.rows[k]:
-            sign = -1.0 if s._orders_of[i] % 2 else 1.0
-            out.append(((sign * c, s.powers[k]), i))
-    return out
 
 
 def _close_tree(a, b):
@@ -221,13 +212,11 @@ def _close_tree(a, b):
     pytest.param(M.gd(), 5, marks=pytest.mark.slow),   # ~5 s: the eager per-node sum
     (M.gd(), 4), (M.rk4(), 3), (M.sgd(2), 2), (M.heavy_ball(0.5), 3)])
 def test_optimised_plan_never_costs_more_than_the_plain_merge(method, order):
-    from bea.factorise import factorise, model_cost
-
     s = _sums(method, order)
     ks = tuple(range(order + 1))
     plan = s.plan(ks, True, True)
-    greedy = factorise(s.dag.nodes, [(((c, p),), i) for (c, p), i in _weighted_terms(s, ks)])
-    assert plan.cost <= model_cost(greedy, s.dag.nodes)
+    plain = Plan(s.dag.nodes, s.plan_terms(ks, True, True), optimised=False)
+    assert plan.cost <= plain.cost
     losses = [L1, L2][:len({c for c, _ in s.dag.nodes})]
     values = s.values(P, losses=losses)
     _close(s.factorised_total(P, 0.07, losses=losses), s.total(values, P, 0.07))
