@@ -239,13 +239,13 @@ def main(argv=None) -> int:
           "(forward-over-reverse or reverse-over-forward HVPs) by median over the rounds; "
           "'A/A' times a second jit of that same function against it: the noise floor.",
           ""]
-    short = {"reverse-over-forward": "rf", "forward-over-reverse": "fr", "rf": "rf",
-             "fr": "fr"}
+    short = {"reverse-over-forward": "rf", "forward-over-reverse": "fr"}
     md += table(["problem", "p", "evaluations (plan / nodes)", "bea (ms)", "hand (ms)",
                  "bea / hand", "A/A (hand again / hand)", "tuned / hand (modes k<=1, k>=2)",
                  "per tree / hand", "rel diff"],
                 [[r["problem"], str(r["order"]), f"{r['plan_evaluations']} / {r['nodes']}",
-                  f"{r['bea_ms']:.3f}", f"{r['hand_ms']:.3f} ({short[r['hand_variant'][5:]]})",
+                  f"{r['bea_ms']:.3f}",
+                  f"{r['hand_ms']:.3f} ({r['hand_variant'].removeprefix('hand ')})",
                   f"{r['bea_over_hand']:.3f}", f"{r['hand_again_over_hand']:.3f}",
                   f"{r['tuned_over_hand']:.3f} ({', '.join(short[m] for m in r['tuned_mode'])})",
                   f"{r['per_tree_over_hand']:.3f}", f"{r['max_rel_diff']:.1e}"]
