@@ -9,6 +9,7 @@ such as ``__import__('os')`` are rejected with a message, not executed.
 from __future__ import annotations
 
 import ast
+import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -78,8 +79,12 @@ def parse_expr(text: str, names: Mapping[str, sympy.Symbol],
     # the bracket depth bounds the parser's own recursion (CPython refuses ~200 levels)
     LIM.check_depth(LIM.bracket_depth(src, "([{", ")]}"), 0, 0, f"{_clip(text)!r}")
     try:
-        tree = ast.parse(src, mode="eval")
-    except (SyntaxError, ValueError) as e:   # ValueError: an int literal over 4300 digits
+        # CPython only warns about some malformed literals ('1if x else 2'): refuse them
+        # here, with the tokenizer's words, instead of printing a SyntaxWarning
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", SyntaxWarning)
+            tree = ast.parse(src, mode="eval")
+    except (SyntaxError, SyntaxWarning, ValueError) as e:   # ValueError: int over 4300 digits
         raise ParseError(f"cannot parse {_clip(text)!r}: {getattr(e, 'msg', e)}") from None
     except (RecursionError, MemoryError):
         raise LIM.LimitError(f"{_clip(text)!r} is nested too deeply to parse; simplify "

@@ -144,3 +144,16 @@ def test_cache_reader_slow(tmp_path_factory, blob):
 @given(texts)
 def test_cli_parameter_slow(text):
     _param_ok(text)
+
+
+def test_parser_refuses_what_python_only_warns_about():
+    """'1if x else 2' makes CPython's tokenizer warn (invalid decimal literal) rather than
+    fail: the parser refuses it with those words, and prints no SyntaxWarning."""
+    x = sp.Symbol("x")
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")   # record what escapes the parser
+        for text in ("1if x else 2", "2or x", "0x1for x"):
+            with pytest.raises(ParseError, match="cannot parse"):
+                parse_expr(text, {"x": x})
+        assert parse_expr("2*x", {"x": x}) == 2 * x
+    assert not [w for w in seen if issubclass(w.category, SyntaxWarning)], seen
