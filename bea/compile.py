@@ -426,15 +426,11 @@ class CompiledModifiedEquation:
         pair).  General fields and games have one mode and return ``{}``.  Compiles four
         programs: worth it before a long run, not per call.
         """
-        import statistics
-        import time
+        from .timing import AD_MODE_PAIRS, fastest_by_rounds
 
         if self.problem.general or self.problem.blocks is not None:
             return {}
         self.problem.check_cached(params, batches)
-        modes = kernels.elementary.AD_MODES
-        first = ("reverse-over-forward", "forward-over-reverse")
-        pairs = [first] + [(a, b) for a in modes for b in modes if (a, b) != first]
         hj = _step_arg(h)   # as field() passes it
         bt = None if batches is None else tuple(batches)
         sums = self.sums
@@ -447,18 +443,9 @@ class CompiledModifiedEquation:
                 return self.evaluate(p, hh, b)
             return jax.jit(run)
 
-        fns = {pair: under(pair) for pair in pairs}
-        for fn in fns.values():
-            jax.block_until_ready(fn(params, hj, bt))
-        best: dict[tuple[str, str], float] = dict.fromkeys(pairs, float("inf"))
-        for _ in range(max(1, rounds)):
-            for pair, fn in fns.items():
-                ts = []
-                for _ in range(max(1, repeats)):
-                    t0 = time.perf_counter()
-                    jax.block_until_ready(fn(params, hj, bt))
-                    ts.append(time.perf_counter() - t0)
-                best[pair] = min(best[pair], statistics.median(ts))
+        jitted = {pair: under(pair) for pair in AD_MODE_PAIRS}
+        fns = {pair: (lambda f=f: f(params, hj, bt)) for pair, f in jitted.items()}
+        best = fastest_by_rounds(fns, repeats, rounds)
         chosen = min(best, key=best.get)
         sums.ad_mode = chosen
 
@@ -592,8 +579,9 @@ class CompiledModifiedLoss:
             bound = [lambda d, f=f: f(eqx.combine(d, static)) for f in bound]
         else:
             self.problem.check_cached(params, bt)
-        return tu.tree_scale(-1.0, self._reg_sums.factorised_total(params, h, losses=bound,
-                                                                   ad_mode=ad_mode))
+        # a negation rather than a multiply by -1.0 (XLA fuses it better: see drift_correction)
+        return jax.tree.map(jnp.negative, self._reg_sums.factorised_total(
+            params, h, losses=bound, ad_mode=ad_mode))
 
     __call__ = loss
 

@@ -87,7 +87,8 @@ def game_drift_regularizer(losses: Sequence[Callable] | None = None,
                            rates: Sequence[float] | None = None,
                            coeffs: Mapping[str, ScalarOrSchedule] | None = None, *,
                            method: Any = "simultaneous", optimizer: Any = None,
-                           name: str | None = None) -> optax.GradientTransformationExtraArgs:
+                           name: str | None = None, guard: bool = True
+                           ) -> optax.GradientTransformationExtraArgs:
     """Strengthen or cancel the order-1 discretisation drift of two-player GD, per player
     and per term (Rosca et al., ICML 2021).
 
@@ -107,7 +108,8 @@ def game_drift_regularizer(losses: Sequence[Callable] | None = None,
     gradient: ``-1`` cancels the term, ``+1`` doubles it; missing keys are 0.  Each
     player costs one ``jax.linearize`` of its gradient plus one Hessian-vector product.
     Chain it before per-player SGD, e.g. ``optax.multi_transform({"x": optax.sgd(lr_x),
-    "y": optax.sgd(lr_y)}, ("x", "y"))``.
+    "y": optax.sgd(lr_y)}, ("x", "y"))``.  ``guard=False`` adds the correction without
+    the finite check (``bea.optax.transform.make_transform``).
     ``update(updates, state, params, *, loss_fn=(L_1, L_2), batch=...)``.
     """
     who = name or "game_drift_regularizer"
@@ -163,4 +165,5 @@ def game_drift_regularizer(losses: Sequence[Callable] | None = None,
         return type(params)(out) if isinstance(params, tuple) else out
 
     return make_transform(who, correction,
-                          TransformInfo(who, gm, tuple(rates) if rates is not None else None))
+                          TransformInfo(who, gm, tuple(rates) if rates is not None else None),
+                          guard=guard)

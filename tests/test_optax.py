@@ -515,6 +515,77 @@ def test_correction_with_an_overflowing_norm_counts_as_not_finite():
     assert float(jnp.max(jnp.abs(u["a"]))) == 0.0
 
 
+def test_guard_false_adds_the_correction_unchecked():
+    """guard=False: the same update as the guarded transform where the correction is
+    finite (counters: count moves, skipped and correction_norm stay 0), and a NaN
+    correction reaches the updates instead of being skipped."""
+    loss = lambda p, b: quartic(p, b)
+    g = jax.grad(quartic)(P0, BATCH)
+    builds = {
+        "drift": lambda guard: bo.drift_correction(M.gd(), 2, 0.1, guard=guard),
+        "modified loss": lambda guard: bo.explicit_regularizer(
+            modified_loss(M.gd(), 2), -1.0, learning_rate=0.1, guard=guard),
+        "igr": lambda guard: bo.explicit_regularizer(bo.implicit_gradient_regularizer(),
+                                                     -0.1, guard=guard),
+    }
+    for name, build in builds.items():
+        on, off = build(True), build(False)
+        u_on, s_on = on.update(g, on.init(P0), P0, loss_fn=loss, batch=BATCH)
+        u_off, s_off = off.update(g, off.init(P0), P0, loss_fn=loss, batch=BATCH)
+        np.testing.assert_allclose(u_off, u_on, rtol=1e-14, err_msg=name)
+        assert not np.allclose(u_on, g), name          # the correction is not zero
+        assert int(s_off.count) == 1 and int(s_off.skipped) == 0, name
+        assert float(s_off.correction_norm) == 0.0 and float(s_on.correction_norm) > 0, name
+    tx = bo.explicit_regularizer(lambda p: jnp.sqrt(jnp.sum(p**2)), 0.5, guard=False)
+    u, s = tx.update(jnp.ones(2), tx.init(jnp.zeros(2)), jnp.zeros(2))
+    assert bool(jnp.all(jnp.isnan(u))) and int(s.skipped) == 0
+    with pytest.raises(TypeError, match="guard must be True or False"):
+        bo.drift_correction(M.gd(), 1, 0.1, guard="no")
+
+
+def test_a_scaled_correction_is_multiplied_in_the_update_and_its_norm():
+    """explicit_regularizer hands coeff * grad R to the guard as Scaled(coeff, grad R):
+    the update and the recorded norm are those of the product (|coeff| |grad R|), for a
+    negative coeff and for a schedule."""
+    R = lambda p: jnp.sum(p ** 3)
+    p = jnp.array([1.0, -2.0, 0.5])
+    g = jnp.array([0.1, 0.2, 0.3])
+    for coeff, c in ((-0.7, -0.7), (lambda n: 2.0 + n, 2.0)):
+        tx = bo.explicit_regularizer(R, coeff)
+        u, s = tx.update(g, tx.init(p), p)
+        corr = c * 3 * p ** 2
+        np.testing.assert_allclose(u, g + corr, rtol=1e-14)
+        np.testing.assert_allclose(float(s.correction_norm), float(jnp.linalg.norm(corr)),
+                                   rtol=1e-14)
+
+
+def test_tune_ad_mode_of_a_transform_returns_a_mode_it_timed():
+    """bea.optax.tune_ad_mode builds the transform four ways (one per AD-mode pair), times
+    each jitted step and returns the fastest; every way gives the same update."""
+    h = 0.1
+    seen = []
+
+    def build(mode):
+        seen.append(mode)
+        return bo.drift_correction(M.gd(), 2, h, ad_mode=mode)
+
+    mode, times = bo.tune_ad_mode(build, P0, loss_fn=quartic, batch=BATCH, repeats=2,
+                                  rounds=1)
+    assert set(times) == set(seen) and len(times) == 4
+    assert mode in times and times[mode] == min(times.values())
+    assert all(t > 0 for t in times.values())
+    g = jax.grad(quartic)(P0, BATCH)
+    ups = [build(m).update(g, build(m).init(P0), P0, loss_fn=quartic, batch=BATCH)[0]
+           for m in times]
+    for u in ups[1:]:
+        np.testing.assert_allclose(u, ups[0], rtol=1e-12)
+    with pytest.raises(TypeError, match="forwards ad_mode"):
+        bo.tune_ad_mode(lambda m: bo.implicit_gradient_regularizer(m), P0, loss_fn=quartic,
+                        batch=BATCH)
+    with pytest.raises(TypeError, match="must return an optax transform"):
+        bo.tune_ad_mode(lambda m: m, P0, loss_fn=quartic, batch=BATCH)
+
+
 @pytest.mark.slow
 def test_heavy_ball_drift_correction_needs_a_consistent_momentum_start():
     # heavy ball (optax.sgd with momentum) + drift_correction(heavy_ball(beta), 1) tracks

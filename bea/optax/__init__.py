@@ -51,6 +51,9 @@ Transforms
   becomes ``G_h = g + h c_1 + .. + h^p c_p`` with ``c_k = -(d f_0/d g)^(-1) r_k``, so that it
   follows its own leading-order flow ``x' = f_0(x)`` (Adam: ``-g/(|g|+eps)``) with global
   error ``O(h^(p+1))``; measured on Adam (eps 0.5), order 1: slope 1.92 vs 0.92 uncorrected.
+* :func:`tune_ad_mode`: times a transform's step with each way of differentiating its
+  derivative nodes (``ad_mode=`` of :func:`drift_correction` and
+  :func:`modified_loss_term`) on your problem and returns the fastest.
 * ``games.optax.game_drift_regularizer`` (in ``games``, which builds on these pieces):
   per-player strengthening/cancelling of the self and interaction drift terms of
   two-player GD (Rosca et al., ICML 2021).
@@ -61,6 +64,9 @@ Robustness
   applied* (one reduction decides: the norm, which is recorded anyway): the updates pass
   through unchanged and ``state.skipped`` counts the skipped steps (``jnp.where``, so jit
   safe); ``state.correction_norm`` holds the norm of the last applied correction.
+  ``guard=False`` (every constructor) leaves that check out: one reduction over the
+  parameters less per step (~10% of a step on a 3e4-parameter net, ~1% from 1e5 on), and
+  a NaN correction then reaches the parameters.
 * Missing extra arguments raise a ``ValueError`` naming them.
 * Every transform records the method its term was derived for
   (:func:`transform_info`).  Pass ``optimizer=`` (a ``bea`` method or ``"sgd"``) to a
@@ -91,6 +97,7 @@ from .regularizers import (
 )
 from .sgd import sgd
 from .transform import CorrectionState, TransformInfo, transform_info
+from .tune import tune_ad_mode
 
 #: the state of every transform here (one NamedTuple: count, skipped, correction_norm)
 ExplicitRegularizerState = DriftCorrectionState = CorrectionState
@@ -115,6 +122,7 @@ __all__ = [
     "numeric_drift_correction",
     "sgd",
     "transform_info",
+    "tune_ad_mode",
 ]
 
 # ----------------------------------------------------------------------------- labs

@@ -11,10 +11,9 @@ from collections.abc import Callable
 from typing import Any
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import optax
-
-import kernels
 
 from .. import methods as M
 from ..compile import TreeSums, check_ad_mode, equation_sums
@@ -49,8 +48,8 @@ def _corrections(method: M.Method, order: int) -> TreeSums:
 def drift_correction(method: M.Method | None = None, order: int = 1,
                      learning_rate: ScalarOrSchedule | None = None, *,
                      loss_fn: Callable | None = None, optimizer: Any = None,
-                     name: str | None = None, ad_mode: str | tuple[str, str] = "by-arity"
-                     ) -> optax.GradientTransformationExtraArgs:
+                     name: str | None = None, ad_mode: str | tuple[str, str] = "by-arity",
+                     guard: bool = True) -> optax.GradientTransformationExtraArgs:
     """Modifying-integrator correction: the optimiser then tracks gradient flow to
     ``O(h^(order+1))`` (global error), instead of ``O(h)``.
 
@@ -78,9 +77,14 @@ def drift_correction(method: M.Method | None = None, order: int = 1,
     ``ad_mode``: how each derivative node is differentiated (``"by-arity"``: reverse-over-
     forward for one tangent, forward-over-reverse for more; ``"forward-over-reverse"``,
     ``"reverse-over-forward"``, or a pair for nodes with <= 1 / >= 2 tangents).  Same
-    value every way; which is fastest depends on the model and its size (on the MLPs of
-    ``benchmarks/bench_transforms.py`` forward-over-reverse costs fewer flops at 1e5
-    parameters, reverse-over-forward HVPs run faster at 1e6).
+    value every way; which is fastest depends on the model, its size and the order (on
+    the MLPs of ``benchmarks/bench_transforms.py``, 2 CPU cores: forward-over-reverse
+    everywhere for order 2 at 1e5 and 1e6 parameters, the default for orders 1 and 3);
+    :func:`bea.optax.tune_ad_mode` picks one by timing the step on your problem.
+
+    ``guard``: skip a correction that is not finite (default; ``state.skipped`` counts
+    them); ``False`` adds it unchecked, saving one reduction over the parameters per step
+    (:func:`bea.optax.transform.make_transform`).
     """
     method = M.gd() if method is None else method
     who = name or f"drift_correction({method.name}, order={order})"
@@ -100,10 +104,16 @@ def drift_correction(method: M.Method | None = None, order: int = 1,
         h = jnp.asarray(schedule_value(learning_rate, count), dtype=float_dtype(diff))
         on_diff = lambda d: loss(eqx.combine(d, static))
         # corrected gradient -F = grad L - sum_k h^k f_k: add minus the orders >= 1
-        return kernels.tree_scale(-1.0, sums.factorised_total(diff, h, losses=[on_diff],
-                                                              ad_mode=mode))
+        # a negation, not a multiply by -1.0: with the multiply XLA (CPU) fused the last
+        # linear combination into both readers of the correction (the guard's norm and the
+        # update), recomputing it and materialising a transposed copy: 1.10x the
+        # hand-written step at 1e5 parameters against 0.98-1.00x (with h opaque, see
+        # bea.factorise.Plan.evaluate; issue 20)
+        return jax.tree.map(jnp.negative, sums.factorised_total(diff, h, losses=[on_diff],
+                                                                ad_mode=mode))
 
-    return make_transform(who, correction, TransformInfo(who, method, learning_rate))
+    return make_transform(who, correction, TransformInfo(who, method, learning_rate),
+                          guard=guard)
 
 
 # ----------------------------------------------------------------------------- games

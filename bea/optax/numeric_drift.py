@@ -211,17 +211,19 @@ class NumericCorrection:
         value = self.loss if self.batch is None else (lambda y: self.loss(y, self.batch))
         return kernels.tree_add(jax.grad(value)(x), self.correction(x, h))
 
-    def transform(self, learning_rate: ScalarOrSchedule) -> optax.GradientTransformationExtraArgs:
+    def transform(self, learning_rate: ScalarOrSchedule, guard: bool = True
+                  ) -> optax.GradientTransformationExtraArgs:
         """The :mod:`bea.optax` transform adding ``sum_k h^k c_k(params)`` (``h`` =
         ``learning_rate``, a number or schedule) to the incoming gradient; not finite ->
-        not applied (``state.skipped``)."""
+        not applied (``state.skipped``) unless ``guard=False``."""
         who = f"numeric_drift_correction(order={self.order})"
         check_scalar(learning_rate, f"{who}: learning_rate", positive=True)
 
         def correction(updates, params, count, extra):
             return self.correction(params, schedule_value(learning_rate, count))
 
-        return make_transform(who, correction, TransformInfo(who, None, learning_rate))
+        return make_transform(who, correction, TransformInfo(who, None, learning_rate),
+                              guard=guard)
 
     def corrected(self, h: Any) -> optax.GradientTransformation:
         """The corrected optimiser: ``optax.chain(add sum_k h^k c_k, optimizer(h))``, the
@@ -261,7 +263,8 @@ def numeric_correction(optimizer: Callable, loss: Callable, params: PyTree, orde
 
 def numeric_drift_correction(optimizer: Callable, loss: Callable, params: PyTree,
                              order: int = 1, learning_rate: ScalarOrSchedule | None = None,
-                             *, batch: Any = None) -> optax.GradientTransformationExtraArgs:
+                             *, batch: Any = None, guard: bool = True
+                             ) -> optax.GradientTransformationExtraArgs:
     """Correction that makes an optax optimiser follow its own leading-order flow
     ``x' = f_0(x)`` to ``O(h^(order+1))`` (global error), from its numeric modified field::
 
@@ -275,10 +278,11 @@ def numeric_drift_correction(optimizer: Callable, loss: Callable, params: PyTree
     (outside ``jit``); the update is jittable.  Errors: a factory is required
     (:class:`bea.numeric.NotAnOptimizerError`), non-smooth optimisers are refused by the
     engine, ``d f_0/d g`` singular or not diagonal -> :class:`CorrectionNotInvertibleError`
-    / :class:`CorrectionNotElementwiseError`.
+    / :class:`CorrectionNotElementwiseError`.  ``guard=False``: no finite check
+    (:func:`bea.optax.transform.make_transform`).
     """
     if learning_rate is None:
         raise ValueError("numeric_drift_correction: pass learning_rate= (the step size h "
                          "of the optimiser it precedes)")
     return numeric_correction(optimizer, loss, params, order, batch=batch).transform(
-        learning_rate)
+        learning_rate, guard=guard)

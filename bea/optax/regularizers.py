@@ -26,6 +26,7 @@ from .transform import (
     MISSING,
     PyTree,
     ScalarOrSchedule,
+    Scaled,
     TransformInfo,
     bind_batch,
     check_scalar,
@@ -64,6 +65,13 @@ class Term:
     def gradient(self, diff: PyTree, static: PyTree, ctx: Context) -> PyTree:
         return jax.grad(lambda d: self.value(eqx.combine(d, static), ctx))(diff)
 
+    def scaled_gradient(self, diff: PyTree, static: PyTree, ctx: Context) -> Scaled:
+        """The gradient as ``Scaled(factor, tree)`` (``factor * tree``), for terms whose
+        gradient ends in a multiply by a number: :func:`explicit_regularizer` merges that
+        number with its ``coeff`` into the one multiply of the update (see
+        :class:`bea.optax.transform.Scaled`).  Default: ``Scaled(1.0, gradient(..))``."""
+        return Scaled(1.0, self.gradient(diff, static, ctx))
+
     def __repr__(self) -> str:
         return f"<Term {self.name}>"
 
@@ -99,12 +107,17 @@ class GradNormTerm(Term):
     def value(self, params, ctx):
         return self._on_diff(*split_params(params), ctx)
 
-    def gradient(self, diff, static, ctx):
+    def _hessian_gradient(self, diff, static, ctx):
         on_diff = lambda d: ctx.loss(eqx.combine(d, static))
         g = jax.grad(on_diff)(diff)
-        hg = kernels.gradient_elementary_differential(on_diff, diff, [g],
-                                                      mode="reverse-over-forward")
-        return kernels.tree_scale(2.0 * self.scale, hg)
+        return kernels.gradient_elementary_differential(on_diff, diff, [g],
+                                                        mode="reverse-over-forward")
+
+    def gradient(self, diff, static, ctx):
+        return kernels.tree_scale(2.0 * self.scale, self._hessian_gradient(diff, static, ctx))
+
+    def scaled_gradient(self, diff, static, ctx):
+        return Scaled(2.0 * self.scale, self._hessian_gradient(diff, static, ctx))
 
 
 def implicit_gradient_regularizer(scale: float = 0.25) -> Term:
@@ -238,7 +251,8 @@ def as_term(term: Any) -> Term:
 def explicit_regularizer(term: Any, coeff: ScalarOrSchedule, *,
                          learning_rate: ScalarOrSchedule | None = None,
                          loss_fn: Callable | None = None, optimizer: Any = None,
-                         name: str | None = None) -> optax.GradientTransformationExtraArgs:
+                         name: str | None = None, guard: bool = True
+                         ) -> optax.GradientTransformationExtraArgs:
     """Add ``coeff * grad R`` to the incoming gradients (see the module docstring for the
     convention): chained before ``optax.sgd(h)``, GD descends ``L + coeff * R``.
 
@@ -254,6 +268,8 @@ def explicit_regularizer(term: Any, coeff: ScalarOrSchedule, *,
       optimizer: what the corrected gradients feed (a ``bea`` method or ``"sgd"``); a
         term derived for another method triggers a warning.
       name: label used in messages.
+      guard: skip a non-finite ``coeff * grad R`` (default; counted in ``state.skipped``);
+        ``False`` adds it unchecked, one reduction over the parameters less per step.
 
     ``update(updates, state, params, *, loss_fn=None, batch=None)``.
     """
@@ -281,7 +297,8 @@ def explicit_regularizer(term: Any, coeff: ScalarOrSchedule, *,
         h = schedule_value(learning_rate, count) if learning_rate is not None else None
         ctx = Context(loss, batch, h, who)
         diff, static = split_params(params)
-        g = t.gradient(diff, static, ctx)
-        return kernels.tree_scale(schedule_value(coeff, count), g)
+        g = t.scaled_gradient(diff, static, ctx)   # coeff * g, multiplied in the update
+        return Scaled(schedule_value(coeff, count) * g.factor, g.tree)
 
-    return make_transform(who, correction, TransformInfo(who, t.method, learning_rate))
+    return make_transform(who, correction, TransformInfo(who, t.method, learning_rate),
+                          guard=guard)
