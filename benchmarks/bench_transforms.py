@@ -22,7 +22,10 @@ outer operator (e.g. drift order 3: ``g + H[-(h/2) g + (h^2/6) H g - (h^3/24) D3
 ``H^2 g`` from the same tangent as ``D3[g, H g]``), Hessian-vector
 products forward-over-reverse (``jvp`` of ``grad``) or reverse-over-forward (``grad`` of
 ``jvp``), the faster of the two by median over the rounds (a second jit of it, timed
-alongside, gives the noise floor).  Timings alternate in rounds in one run;
+alongside, gives the noise floor).  Beside the default transform: the same transform
+with ``guard=False`` (no finite check) against the bare hand step, the guarded hand step
+(the like-for-like baseline of the default), and the transform built with the ``ad_mode``
+:func:`bea.optax.tune_ad_mode` picks on the problem.  Timings alternate in rounds in one run;
 ratios are medians of the per-round ratios.  Problems: the small float64 net (64-512-1)
 and float32 tanh MLPs of ~1e5 and ~1e6 parameters of ``bench_hand``.  Target (issue 20):
 ``bea`` within 1.05x ``hand``.  The results of the two agree (max relative difference).
@@ -88,32 +91,40 @@ def hand_update(loss, kind, hvp_mode):
     return u
 
 
-def transforms(loss, h, ad_mode="by-arity"):
+def transforms(loss, h, ad_mode="by-arity", guard=True):
     """``{label: (kind, transform)}`` with ``ad_mode`` where the transform takes one."""
+    return {label: (kind, build(ad_mode, guard))
+            for label, (kind, build) in builders(loss, h).items()}
+
+
+def builders(loss, h):
+    """``{label: (kind, build(ad_mode, guard) -> transform)}``; ``build`` ignores
+    ``ad_mode`` where the transform has no AD-mode choice (IGR: one HVP with g held
+    constant)."""
     import bea.optax as bo
     from bea import methods as M
     from bea import modified_loss
 
     def ml(order):
-        return bo.explicit_regularizer(
-            bo.modified_loss_term(modified_loss(M.gd(), order).to_jax(loss), ad_mode=ad_mode),
-            -1.0, learning_rate=h)
+        compiled = modified_loss(M.gd(), order).to_jax(loss)
+        return lambda mode, guard: bo.explicit_regularizer(
+            bo.modified_loss_term(compiled, ad_mode=mode), -1.0, learning_rate=h,
+            guard=guard)
 
-    out = {
+    def drift(order):
+        return lambda mode, guard: bo.drift_correction(M.gd(), order, h, ad_mode=mode,
+                                                       guard=guard)
+
+    return {
+        "explicit_regularizer(implicit_gradient_regularizer(), -h)":
+            ("order 1", lambda mode, guard: bo.explicit_regularizer(
+                bo.implicit_gradient_regularizer(), -h, guard=guard)),
         "explicit_regularizer(modified loss gd 1, -1)": ("order 1", ml(1)),
-        "drift_correction(gd, 1)":
-            ("order 1", bo.drift_correction(M.gd(), 1, h, ad_mode=ad_mode)),
+        "drift_correction(gd, 1)": ("order 1", drift(1)),
         "explicit_regularizer(modified loss gd 2, -1)": ("modified loss order 2", ml(2)),
-        "drift_correction(gd, 2)":
-            ("drift order 2", bo.drift_correction(M.gd(), 2, h, ad_mode=ad_mode)),
-        "drift_correction(gd, 3)":
-            ("drift order 3", bo.drift_correction(M.gd(), 3, h, ad_mode=ad_mode)),
+        "drift_correction(gd, 2)": ("drift order 2", drift(2)),
+        "drift_correction(gd, 3)": ("drift order 3", drift(3)),
     }
-    if ad_mode == "by-arity":   # one HVP with g held constant: no AD-mode choice
-        out = {"explicit_regularizer(implicit_gradient_regularizer(), -h)":
-               ("order 1", bo.explicit_regularizer(bo.implicit_gradient_regularizer(), -h)),
-               **out}
-    return out
 
 
 def compare(name, params, loss, data, n, rounds, budget, only=None):
@@ -121,12 +132,12 @@ def compare(name, params, loss, data, n, rounds, budget, only=None):
     import jax.numpy as jnp
     import optax
 
+    import bea.optax as bo
     from kernels import tree_util as tu
 
     h = 0.01
     hj = jnp.asarray(h, jax.tree.leaves(params)[0].dtype)
     rows = []
-    forward = transforms(loss, h, "forward-over-reverse")
 
     def jitted_step(tx):
         chain = optax.chain(tx, optax.sgd(h))
@@ -139,11 +150,17 @@ def compare(name, params, loss, data, n, rounds, budget, only=None):
 
         return run, chain.init(params)
 
-    for label, (kind, tx) in transforms(loss, h).items():
+    for label, (kind, build) in builders(loss, h).items():
         if only and not any(s in label for s in only):
             continue
 
-        bea_step, state = jitted_step(tx)
+        bea_step, state = jitted_step(build("by-arity", True))
+        free_step, free_state = jitted_step(build("by-arity", False))
+        tunable = "implicit_gradient_regularizer" not in label
+        if tunable:   # bea.optax.tune_ad_mode on this problem (its time is not counted)
+            mode, _ = bo.tune_ad_mode(lambda m, build=build: build(m, True), params,
+                                      loss_fn=loss, batch=data)
+            tuned_step, tuned_state = jitted_step(build(mode, True))
 
         def hand_step(mode, kind=kind, guarded=False):
             u = hand_update(loss, kind, mode)
@@ -167,22 +184,22 @@ def compare(name, params, loss, data, n, rounds, budget, only=None):
         again = {"fr": hand_step("forward-over-reverse"),
                  "rf": hand_step("reverse-over-forward")}
         fns = {"bea": lambda f=bea_step, s=state: f(params, s, data),
+               "bea unguarded": lambda f=free_step, s=free_state: f(params, s, data),
                "hand fr": lambda f=fr: f(params, hj, data),
                "hand rf": lambda f=rf: f(params, hj, data),
                "hand fr again": lambda f=again["fr"]: f(params, hj, data),
                "hand rf again": lambda f=again["rf"]: f(params, hj, data),
                "guarded fr": lambda f=gfr: f(params, hj, data)[0],
                "guarded rf": lambda f=grf: f(params, hj, data)[0]}
-        if label in forward:   # the same transform with ad_mode="forward-over-reverse"
-            fr_step, fr_state = jitted_step(forward[label][1])
-            fns["bea fr"] = lambda f=fr_step, s=fr_state: f(params, s, data)
+        if tunable:
+            fns["bea tuned"] = lambda f=tuned_step, s=tuned_state: f(params, s, data)
         outs = {k: jax.block_until_ready(f()) for k, f in fns.items()}
         step = jax.tree.map(lambda a, b: a - b, outs["hand fr"], params)
         scale = float(tu.tree_norm(step))
         diff = max(float(tu.tree_norm(jax.tree.map(lambda a, b: a - b, outs[k],
                                                    outs["hand fr"])))
-                   for k in ("bea", "hand rf", *(["bea fr"] if "bea fr" in fns else []))
-                   ) / scale
+                   for k in ("bea", "bea unguarded", "hand rf",
+                             *(["bea tuned"] if tunable else []))) / scale
         times = timed_rounds(fns, rounds, budget)
         fastest = fastest_variant(times, ["hand fr", "hand rf"])
         times["hand"] = times[fastest]
@@ -190,8 +207,8 @@ def compare(name, params, loss, data, n, rounds, budget, only=None):
         r_aa = median_ratio(times[fastest + " again"], times["hand"])
         ratio = median_ratio(times["bea"], times["hand"])
         ratio_g = median_ratio(times["bea"], times["guarded"])
-        ratio_fr = (median_ratio(times["bea fr"], times["hand"]) if "bea fr" in times
-                    else None)
+        ratio_tuned = median_ratio(times["bea tuned"], times["guarded"]) if tunable else None
+        ratio_free = median_ratio(times["bea unguarded"], times["hand"])
         row = {"problem": name, "params": n, "transform": label, "update": kind,
                "bea_ms": 1e3 * statistics.median(times["bea"]),
                "hand_ms": 1e3 * statistics.median(times["hand"]),
@@ -200,12 +217,16 @@ def compare(name, params, loss, data, n, rounds, budget, only=None):
                "guarded_ms": 1e3 * statistics.median(times["guarded"]),
                "bea_over_hand": ratio, "bea_over_guarded_hand": ratio_g,
                "hand_variant": fastest, "hand_again_over_hand": r_aa,
-               "bea_fr_over_hand": ratio_fr,
+               "bea_tuned_over_guarded_hand": ratio_tuned,
+               "tuned_mode": list(mode) if tunable else None,
+               "bea_unguarded_over_hand": ratio_free,
+               "bea_unguarded_ms": 1e3 * statistics.median(times["bea unguarded"]),
                "max_rel_diff_of_step": diff, "target": 1.05}
         rows.append(row)
         print(f"  {name} {label}: bea {ratio:.3f}x hand, {ratio_g:.3f}x hand with the guard, "
-              f"A/A {r_aa:.3f} "
-              f"(rel diff {diff:.1e})", flush=True)
+              f"unguarded {ratio_free:.3f}x hand, tuned "
+              f"{'-' if ratio_tuned is None else f'{ratio_tuned:.3f}'}x hand with the guard, "
+              f"A/A {r_aa:.3f} (rel diff {diff:.1e})", flush=True)
     return rows
 
 
@@ -228,24 +249,32 @@ def main(argv=None) -> int:
     info = machine_info(load)
     res = {"rows": rows, "machine": info, "wall_s": time.perf_counter() - t0,
            "quick": args.quick}
+    short = {"reverse-over-forward": "rf", "forward-over-reverse": "fr"}
     md = ["# bea.optax transforms vs hand-written JAX steps", "",
           "One jitted step params -> params - h u (gradient included), u the corrected "
           "gradient; 'hand' merges the terms by outer operator and is the faster of "
           "forward-over-reverse and reverse-over-forward HVPs by median over the rounds "
-          "('A/A': a second jit of it timed against it, the noise floor; 'ad_mode fr': the "
-          "same bea transform built with ad_mode=\"forward-over-reverse\"); ratios are medians "
-          "over rounds of alternated timings in one run (target: bea <= 1.05x hand).  "
-          "Every bea.optax transform also guards its correction (skips a non-finite one and "
-          "records its norm: one reduction over the parameters and a select); 'hand + "
-          "guard' is the hand step with that same guard, the like-for-like baseline.", ""]
+          "('A/A': a second jit of it timed against it, the noise floor); ratios are "
+          "medians over rounds of alternated timings in one run (target: bea <= 1.05x "
+          "hand).  Every bea.optax transform guards its correction by default (skips a "
+          "non-finite one and records its norm: one reduction over the parameters and a "
+          "select); 'hand + guard' is the hand step with that same guard, the like-for-like "
+          "baseline, and 'bea unguarded' the transform built with guard=False, against the "
+          "bare hand step.  'bea tuned': built with the ad_mode that bea.optax.tune_ad_mode "
+          "picked by timing on this problem (modes for nodes with <= 1 / >= 2 tangents), "
+          "guarded, against hand + guard.", ""]
     md += table(["problem", "transform", "bea (ms)", "hand (ms)", "bea / hand",
-                 "A/A (hand again / hand)", "bea, ad_mode fr / hand", "hand + guard (ms)",
-                 "bea / (hand + guard)", "rel diff of step"],
+                 "A/A (hand again / hand)", "hand + guard (ms)", "bea / (hand + guard)",
+                 "bea unguarded / hand", "bea tuned / (hand + guard) (modes)",
+                 "rel diff of step"],
                 [[r["problem"], r["transform"], f"{r['bea_ms']:.3f}", f"{r['hand_ms']:.3f}",
                   f"{r['bea_over_hand']:.3f}", f"{r['hand_again_over_hand']:.3f}",
-                  "-" if r["bea_fr_over_hand"] is None else f"{r['bea_fr_over_hand']:.3f}",
-                  f"{r['guarded_ms']:.3f}",
-                  f"{r['bea_over_guarded_hand']:.3f}", f"{r['max_rel_diff_of_step']:.1e}"]
+                  f"{r['guarded_ms']:.3f}", f"{r['bea_over_guarded_hand']:.3f}",
+                  f"{r['bea_unguarded_over_hand']:.3f}",
+                  "-" if r["bea_tuned_over_guarded_hand"] is None else
+                  f"{r['bea_tuned_over_guarded_hand']:.3f} "
+                  f"({', '.join(short[m] for m in r['tuned_mode'])})",
+                  f"{r['max_rel_diff_of_step']:.1e}"]
                  for r in rows])
     md += ["", machine_line(info), ""]
     print("\n".join(md))
