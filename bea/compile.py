@@ -379,8 +379,8 @@ class CompiledModifiedEquation:
         self.orders = list(range(equation.order + 1)) if orders is None else list(orders)
         self.sums = equation_sums(equation, self.orders, subs)
         self.dag = self.sums.dag
-        self._terms = jax.jit(self._terms_impl)
-        self._field = jax.jit(self.evaluate, static_argnames=("order",))
+        self._terms = jax.jit(self._checked_terms)
+        self._field = jax.jit(self._checked_field, static_argnames=("order",))
 
     def _sources(self, batches):
         bound = self.problem.bind(batches)
@@ -391,6 +391,18 @@ class CompiledModifiedEquation:
     def _terms_impl(self, params, batches):
         return self.sums.factorised_rows(params, **self._sources(batches))
 
+    # The jitted terms and field run the problem's checks while jit traces them: once per
+    # signature (structure, shapes, dtypes), which jit's own cache keys on, instead of a
+    # check_cached lookup on every call (~15 us, 3% of the small net's order-2 field in
+    # benchmarks/bench_hand.py).  Same errors, raised from the first call.
+    def _checked_terms(self, params, batches):
+        self.problem.check(params, self.problem.bind(batches))
+        return self._terms_impl(params, batches)
+
+    def _checked_field(self, params, h, batches, order=None):
+        self.problem.check(params, self.problem.bind(batches))
+        return self.evaluate(params, h, batches, order)
+
     def evaluate(self, params: Any, h: Any, batches: tuple | None, order: int | None = None
                  ) -> Any:
         """The field without checks or jit (traced by the caller: verification kernels,
@@ -399,13 +411,11 @@ class CompiledModifiedEquation:
         return self.sums.factorised_total(params, h, up_to=order, **self._sources(batches))
 
     def terms(self, params: Any, batches: Sequence[Any] | None = None) -> list[Any]:
-        self.problem.check_cached(params, batches)
         return self._terms(params, None if batches is None else tuple(batches))
 
     def field(self, params: Any, h: float, batches: Sequence[Any] | None = None,
               order: int | None = None) -> Any:
         """``f_0 + h f_1 + .. + h^order f_order`` at ``params`` (all orders by default)."""
-        self.problem.check_cached(params, batches)
         return self._field(params, _step_arg(h), None if batches is None else tuple(batches),
                            order)
 
@@ -451,11 +461,11 @@ class CompiledModifiedEquation:
 
         def field(p: Any, hh: Any, b: Any, order: int | None = None) -> Any:
             sums.ad_mode = chosen
-            return self.evaluate(p, hh, b, order)
+            return self._checked_field(p, hh, b, order)
 
         def terms(p: Any, b: Any) -> Any:
             sums.ad_mode = chosen
-            return self._terms_impl(p, b)
+            return self._checked_terms(p, b)
 
         self._field = jax.jit(field, static_argnames=("order",))
         self._terms = jax.jit(terms)
