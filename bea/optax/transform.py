@@ -252,7 +252,9 @@ def make_transform(name: str, correction: Callable, info: TransformInfo,
         corr = correction(updates, params, state.count, extra_args)
         factor = None
         if isinstance(corr, Scaled):
-            factor, corr = corr.factor, corr.tree
+            # the factor as a runtime scalar (a constant coeff * 2 scale of IGR was folded
+            # into the update's fusions: 1.07x the hand step at 1e5 parameters, 1.04x so)
+            factor, corr = jax.lax.optimization_barrier(jnp.asarray(corr.factor)), corr.tree
         if not guard:
             new = _add_correction(updates, corr, None, factor)
             return new, state_cls(count=optax.safe_int32_increment(state.count),
