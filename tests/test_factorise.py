@@ -11,7 +11,7 @@ import pytest
 from bea import methods as M
 from bea import modified_equation
 from bea.compile import TreeSums
-from bea.factorise import Apply, Plan, Sum
+from bea.factorise import Apply, Node, Plan, Sum, fold_into_applies
 
 jax.config.update("jax_enable_x64", True)
 
@@ -75,6 +75,52 @@ def test_gd_order_3_shares_the_outer_hessian():
     one_child = [e for _, e in plan.root.terms if isinstance(e, Apply)]
     assert len(one_child) == 1 and isinstance(one_child[0].children[0], Sum)
     assert len(one_child[0].children[0].terms) == 2
+
+
+def test_gd_field_folds_the_single_hvp_into_the_outer_hessian():
+    """GD through order 3: the plan keeps -(h/2) H g beside H[..] (H g is computed anyway,
+    for D^3 L[g, H g, .]); fold_into_applies writes it as H[-(h/2) g + ..], the hand-merged
+    form: no term of the root is a one-tangent node of the Hessian's color, the inner sum
+    holds g with weight -(1/2) h, and the evaluation count stays 6."""
+    s = _sums(M.gd(), 3)
+    plan = s.plan(tuple(range(4)), True, True)
+    assert plan.applies == 6
+    applies = [(w, e) for w, e in plan.root.terms if isinstance(e, Apply)]
+    assert len(applies) == 1 and applies[0][0] == ((1.0, 0),)
+    for _, e in plan.root.terms:
+        assert not (isinstance(e, Node) and len(s.dag.nodes[e.index][1]) == 1), e
+    inner = applies[0][1].children[0]
+    g = [w for w, e in inner.terms if e == Node(0)]
+    assert g == [((-0.5, 1),)]   # G form: -(h/2) H g, its sign in the weight
+
+
+def test_fold_into_applies_divides_by_a_constant_weight_only():
+    """w H[v] + c H[S] = c H[S + (w/c) v] for a number c; an h-dependent c is left alone
+    (w/c would not be a polynomial weight), and so is a node of another color."""
+    nodes = [(0, ()), (0, (0,)), (1, ()), (1, (2,))]
+    inner = Sum(((((1.0, 1),), Node(2)),))
+    plan = Sum(((((3.0, 2),), Node(1)), (((2.0, 0),), Apply(0, (inner,))),
+                (((5.0, 0),), Node(3))))
+    out = fold_into_applies(plan, nodes)
+    assert out.terms[0] == (((2.0, 0),), Apply(0, (Sum(inner.terms + ((((1.5, 2),),
+                                                                       Node(0)),)),)))
+    assert out.terms[1] == (((5.0, 0),), Node(3))
+    h_weighted = Sum(((((3.0, 2),), Node(1)), (((2.0, 1),), Apply(0, (inner,)))))
+    assert fold_into_applies(h_weighted, nodes) == h_weighted
+    # the folded plan evaluates to the same value: apply(c, p, [v]) = A_c v (linear)
+    A = [jnp.array([[1.0, 2.0], [0.5, -1.0]]), jnp.array([[0.3, 0.0], [1.0, 2.0]])]
+    leaf = [jnp.array([1.0, -2.0]), None, jnp.array([0.7, 0.2]), None]
+
+    def apply(c, p, vals):
+        return A[c] @ vals[0] if vals else leaf[2 * c]
+
+    for root in (plan, out):
+        pl = Plan(nodes, [])
+        pl.root, pl._reached = root, []
+        val = pl.evaluate(apply, None, 0.3)
+        if root is plan:
+            ref = val
+    _close(val, ref)
 
 
 @pytest.mark.parametrize("method,order,most", [(M.gd(), 5, 22), (M.rk4(), 5, 18),
