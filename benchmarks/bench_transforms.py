@@ -91,12 +91,6 @@ def hand_update(loss, kind, hvp_mode):
     return u
 
 
-def transforms(loss, h, ad_mode="by-arity", guard=True):
-    """``{label: (kind, transform)}`` with ``ad_mode`` where the transform takes one."""
-    return {label: (kind, build(ad_mode, guard))
-            for label, (kind, build) in builders(loss, h).items()}
-
-
 def builders(loss, h):
     """``{label: (kind, build(ad_mode, guard) -> transform)}``; ``build`` ignores
     ``ad_mode`` where the transform has no AD-mode choice (IGR: one HVP with g held

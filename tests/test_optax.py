@@ -584,6 +584,8 @@ def test_tune_ad_mode_of_a_transform_returns_a_mode_it_timed():
                         batch=BATCH)
     with pytest.raises(TypeError, match="must return an optax transform"):
         bo.tune_ad_mode(lambda m: m, P0, loss_fn=quartic, batch=BATCH)
+    with pytest.raises(ValueError, match="needs `batch=`"):   # quartic takes (params, batch)
+        bo.tune_ad_mode(build, P0, loss_fn=quartic)
 
 
 @pytest.mark.slow

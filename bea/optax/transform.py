@@ -255,19 +255,18 @@ def make_transform(name: str, correction: Callable, info: TransformInfo,
             # the factor as a runtime scalar (a constant coeff * 2 scale of IGR was folded
             # into the update's fusions: 1.07x the hand step at 1e5 parameters, 1.04x so)
             factor, corr = jax.lax.optimization_barrier(jnp.asarray(corr.factor)), corr.tree
-        if not guard:
+        if guard:
+            norm, finite = _norm_and_finite(corr)
+            if factor is not None:
+                norm = jnp.abs(factor) * norm
+                finite = jnp.isfinite(norm)
+            new = _add_correction(updates, corr, finite, factor)
+            norm = jnp.where(finite, norm, 0.0).astype(state.correction_norm.dtype)
+            skipped = state.skipped + jnp.where(finite, 0, 1).astype(jnp.int32)
+        else:   # no check: always added, counters other than count unchanged
             new = _add_correction(updates, corr, None, factor)
-            return new, state_cls(count=optax.safe_int32_increment(state.count),
-                                  skipped=state.skipped,
-                                  correction_norm=state.correction_norm)
-        norm, finite = _norm_and_finite(corr)
-        if factor is not None:
-            norm = jnp.abs(factor) * norm
-            finite = jnp.isfinite(norm)
-        new = _add_correction(updates, corr, finite, factor)
-        norm = jnp.where(finite, norm, 0.0).astype(state.correction_norm.dtype)
-        return new, state_cls(count=optax.safe_int32_increment(state.count),
-                              skipped=state.skipped + jnp.where(finite, 0, 1).astype(jnp.int32),
+            norm, skipped = state.correction_norm, state.skipped
+        return new, state_cls(count=optax.safe_int32_increment(state.count), skipped=skipped,
                               correction_norm=norm)
 
     update.bea_info = info  # type: ignore[attr-defined]

@@ -18,7 +18,7 @@ import jax
 import optax
 
 from ..timing import AD_MODE_PAIRS, fastest_by_rounds
-from .transform import MISSING, PyTree
+from .transform import MISSING, PyTree, bind_batch
 
 __all__ = ["tune_ad_mode"]
 
@@ -47,7 +47,7 @@ def tune_ad_mode(build: Callable[[Any], optax.GradientTransformation], params: P
                         f"{type(build).__name__}")
     if not callable(loss_fn):
         raise TypeError("tune_ad_mode: loss_fn must be callable (params, batch) -> scalar")
-    value = (lambda p: loss_fn(p)) if batch is MISSING else (lambda p: loss_fn(p, batch))
+    value = bind_batch(loss_fn, batch, "tune_ad_mode")
     extra = {"loss_fn": loss_fn} | ({} if batch is MISSING else {"batch": batch})
     fns = {}
     for pair in AD_MODE_PAIRS:
