@@ -199,7 +199,7 @@ def join_terms(items: list[tuple[sympy.Expr, str]], latex: bool = False) -> str:
     """``[(coef, symbol_text)] -> "c1 X1 - c2 X2 + ..."`` with signs pulled out."""
     parts = []
     for coef, body in items:
-        coef = sympy.sympify(coef)
+        coef = sympy.sympify(coef, strict=True)   # engine coefficients, never a string
         neg = coef.could_extract_minus_sign()
         mag = -coef if neg else coef
         if mag == 1:
